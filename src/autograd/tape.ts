@@ -1,0 +1,144 @@
+// The autograd tape, micrograd-style: every op that produces a tensor from inputs that need gradients records
+// its inputs and a backward closure (written next to the op's forward in src/ops/). backward() walks the
+// recorded graph in reverse topological order, accumulating gradients where a tensor feeds several ops.
+import type { Tensor } from '../tensor.js';
+import { Tensor as TensorClass, keep, shapeStr } from '../tensor.js';
+import { accumulateInto, clone } from '../ops/elementwise.js';
+
+/** Given the gradient of the output, returns one gradient per input (null where an input needs none). */
+export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];
+
+export interface Node {
+  op: string;
+  inputs: Tensor[];
+  backward: BackwardFn;
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording anything on the tape (evaluation, optimiser updates). */
+export function noGrad<T>(fn: () => T): T {
+  const before = gradEnabled;
+  gradEnabled = false;
+  try {
+    const result = fn();
+    if (result instanceof Promise) {
+      // Keep recording off until the async work finished.
+      return result.finally(() => {
+        gradEnabled = before;
+      }) as T;
+    }
+    gradEnabled = before;
+    return result;
+  } catch (err) {
+    gradEnabled = before;
+    throw err;
+  }
+}
+
+/** Attaches `backward` to `out` if grad is on and some input needs a gradient. Returns `out`. */
+export function record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
+  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, backward };
+  }
+  return out;
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  // Iterative DFS (deep models would overflow a recursive one): a tensor is emitted after all its inputs.
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, next] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (next < inputs.length) {
+      top[1]++;
+      const input = inputs[next];
+      if (input.requiresGrad && !visited.has(input)) {
+        visited.add(input);
+        stack.push([input, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order;
+}
+
+export function backward(root: Tensor, grad?: Tensor): void {
+  if (!root.requiresGrad) throw new Error(`backward: ${root} does not require grad (no input had requiresGrad)`);
+  if (!grad && root.numel !== 1) {
+    throw new Error(`backward: grad can be implied only for a scalar output, got shape ${shapeStr(root.shape)}`);
+  }
+  const grads = new Map<Tensor, Tensor>();
+  const seed = grad ?? TensorClass.ones(root.shape, { device: root.device });
+  if (grad && grad.numel !== root.numel) throw new Error(`backward: grad ${grad} does not match ${root}`);
+  if (!root.node) {
+    // A leaf: its gradient is the seed itself.
+    accumulate(root, grad ? clone(grad) : seed, grads);
+    return;
+  }
+  grads.set(root, grad ? clone(grad) : seed);
+
+  const order = topologicalOrder(root);
+  const prior = isGradEnabled();
+  gradEnabled = false;
+  try {
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k];
+      const node = t.node;
+      const g = grads.get(t);
+      if (!node || !g) continue;
+      grads.delete(t);
+      const inputGrads = node.backward(g);
+      const handedOut = new Set<Tensor>();
+      node.inputs.forEach((input, i) => {
+        let gi = inputGrads[i];
+        if (!gi || !input.requiresGrad) return;
+        if (gi.numel !== input.numel) {
+          throw new Error(`backward of '${node.op}': gradient ${shapeStr(gi.shape)} for input ${shapeStr(input.shape)}`);
+        }
+        // The same tensor handed to two inputs (or g passed through) must not be shared: accumulation is in place.
+        if (handedOut.has(gi)) gi = clone(gi);
+        handedOut.add(gi);
+        accumulate(input, gi, grads);
+      });
+      if (!handedOut.has(g)) g.dispose(); // consumed: free it now
+      t.node = null; // the graph is used once, as in PyTorch
+    }
+  } finally {
+    gradEnabled = prior;
+    for (const g of grads.values()) g.dispose();
+  }
+}
+
+function accumulate(input: Tensor, g: Tensor, grads: Map<Tensor, Tensor>): void {
+  const gShaped = g.shape.length === input.shape.length && g.shape.every((d, i) => d === input.shape[i]) ? g : reshapeOwned(g, input.shape);
+  if (input.node) {
+    const existing = grads.get(input);
+    if (existing) {
+      accumulateInto(existing, gShaped);
+      gShaped.dispose();
+    } else grads.set(input, gShaped);
+  } else if (input.grad) {
+    accumulateInto(input.grad, gShaped);
+    gShaped.dispose();
+  } else {
+    input.grad = keep(gShaped);
+  }
+}
+
+function reshapeOwned(g: Tensor, shape: readonly number[]): Tensor {
+  const view = g.reshape(shape);
+  g.dispose();
+  return view;
+}

@@ -1,0 +1,18 @@
+// Opens one device per test file. No adapter is a failing test with the setup hint, never a silent skip.
+import { afterAll, beforeAll } from 'vitest';
+import { Device } from '../../src/index.js';
+
+export function useDevice(): () => Device {
+  let dev: Device | null = null;
+  beforeAll(async () => {
+    dev = await Device.open();
+  });
+  afterAll(() => {
+    dev?.destroy();
+    dev = null;
+  });
+  return () => {
+    if (!dev) throw new Error('device not open (Device.open failed in beforeAll; see the error above)');
+    return dev;
+  };
+}
