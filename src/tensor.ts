@@ -124,9 +124,10 @@ export class Tensor implements BufferLike {
   private disposed = false;
 
   private constructor(
-    private readonly storage: Storage,
+    private storage: Storage,
     readonly shape: Shape,
     readonly dtype: DType,
+    private offset = 0, // bytes into the storage (views made by packTensors)
   ) {
     scopes[scopes.length - 1]?.add(this);
   }
@@ -145,7 +146,7 @@ export class Tensor implements BufferLike {
     return this.storage.buffer;
   }
   get byteOffset(): number {
-    return 0;
+    return this.offset;
   }
   get byteLength(): number {
     return this.numel * 4;
@@ -227,7 +228,7 @@ export class Tensor implements BufferLike {
   /** Same data, new shape (no copy). One dimension may be -1. */
   reshape(shape: Shape): Tensor {
     const resolved = resolveShape(shape, this.numel);
-    const view = new Tensor(this.storage.retain(), resolved, this.dtype);
+    const view = new Tensor(this.storage.retain(), resolved, this.dtype, this.offset);
     const input = this;
     return record(view, 'reshape', [input], (g) => [g.reshape(input.shape)]);
   }
@@ -237,7 +238,34 @@ export class Tensor implements BufferLike {
 
   /** Same data, cut from the tape. */
   detach(): Tensor {
-    return new Tensor(this.storage.retain(), this.shape, this.dtype);
+    return new Tensor(this.storage.retain(), this.shape, this.dtype, this.offset);
+  }
+
+  /**
+   * Moves the data of `tensors` into one new buffer, each at an offset aligned for binding, and makes every
+   * tensor a view of it (their identity, shape and grad stay). Returns the flat tensor spanning the whole
+   * buffer (padding included, zero-filled), so one kernel can update all of them at once (multi-tensor
+   * optimisers). The caller owns the flat tensor.
+   */
+  static pack(tensors: Tensor[]): { flat: Tensor; offsets: number[] } {
+    if (tensors.length === 0) throw new Error('pack: no tensors');
+    const device = tensors[0].device;
+    const align = Math.max(device.device.limits.minStorageBufferOffsetAlignment, 16);
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const t of tensors) {
+      if (t.dtype !== 'f32') throw new Error(`pack: ${t} is not f32`);
+      offsets.push(bytes);
+      bytes += Math.ceil(t.byteLength / align) * align;
+    }
+    const flat = Tensor.zeros([bytes / 4], { device });
+    tensors.forEach((t, i) => {
+      device.copy(t, { buffer: flat.buffer, byteOffset: offsets[i], byteLength: t.byteLength });
+      t.storage.release();
+      t.storage = flat.storage.retain();
+      t.offset = offsets[i];
+    });
+    return { flat, offsets };
   }
 
   backward(grad?: Tensor): void {
