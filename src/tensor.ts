@@ -142,8 +142,11 @@ export class Tensor implements BufferLike {
     return this.shape.length;
   }
   get buffer(): GPUBuffer {
-    if (this.disposed) throw new Error(`tensor ${shapeStr(this.shape)} used after dispose()`);
+    this.checkAlive();
     return this.storage.buffer;
+  }
+  private checkAlive(): void {
+    if (this.disposed) throw new Error(`tensor ${shapeStr(this.shape)} used after dispose()`);
   }
   get byteOffset(): number {
     return this.offset;
@@ -227,6 +230,7 @@ export class Tensor implements BufferLike {
 
   /** Same data, new shape (no copy). One dimension may be -1. */
   reshape(shape: Shape): Tensor {
+    this.checkAlive();
     const resolved = resolveShape(shape, this.numel);
     const view = new Tensor(this.storage.retain(), resolved, this.dtype, this.offset);
     const input = this;
@@ -238,6 +242,7 @@ export class Tensor implements BufferLike {
 
   /** Same data, cut from the tape. */
   detach(): Tensor {
+    this.checkAlive();
     return new Tensor(this.storage.retain(), this.shape, this.dtype, this.offset);
   }
 

@@ -15,6 +15,8 @@ export interface Node {
 }
 
 let gradEnabled = true;
+/** Tensors whose graph backward() already consumed (it frees the graph as it goes, as in PyTorch). */
+const consumed = new WeakSet<Tensor>();
 
 export function isGradEnabled(): boolean {
   return gradEnabled;
@@ -75,6 +77,9 @@ function topologicalOrder(root: Tensor): Tensor[] {
 }
 
 export function backward(root: Tensor, grad?: Tensor): void {
+  if (consumed.has(root)) {
+    throw new Error(`backward: the graph of ${root} was already used by an earlier backward() (it is freed as it runs)`);
+  }
   if (!root.requiresGrad) throw new Error(`backward: ${root} does not require grad (no input had requiresGrad)`);
   if (!grad && root.numel !== 1) {
     throw new Error(`backward: grad can be implied only for a scalar output, got shape ${shapeStr(root.shape)}`);
@@ -100,24 +105,41 @@ export function backward(root: Tensor, grad?: Tensor): void {
       if (!node || !g) continue;
       grads.delete(t);
       const inputGrads = node.backward(g);
-      const handedOut = new Set<Tensor>();
+      // The same tensor handed to two inputs (or g passed through) must not be shared, since accumulation is in
+      // place: make every pending gradient its own tensor before any is accumulated (and maybe disposed).
+      const distinct = new Set<Tensor>();
+      const pending: [Tensor, Tensor][] = [];
       node.inputs.forEach((input, i) => {
         let gi = inputGrads[i];
         if (!gi || !input.requiresGrad) return;
         if (gi.numel !== input.numel) {
           throw new Error(`backward of '${node.op}': gradient ${shapeStr(gi.shape)} for input ${shapeStr(input.shape)}`);
         }
-        // The same tensor handed to two inputs (or g passed through) must not be shared: accumulation is in place.
-        if (handedOut.has(gi)) gi = clone(gi);
-        handedOut.add(gi);
-        accumulate(input, gi, grads);
+        if (distinct.has(gi)) gi = clone(gi);
+        distinct.add(gi);
+        pending.push([input, gi]);
       });
-      if (!handedOut.has(g)) g.dispose(); // consumed: free it now
+      if (!distinct.has(g)) g.dispose(); // consumed: free it now
+      for (const [input, gi] of pending) accumulate(input, gi, grads);
+      consumed.add(t);
       t.node = null; // the graph is used once, as in PyTorch
     }
   } finally {
     gradEnabled = prior;
     for (const g of grads.values()) g.dispose();
+  }
+}
+
+/** Sets the gradients of these tensors to zero in place (PyTorch's zero_grad(set_to_none=False)). */
+export function zeroGrad(tensors: Iterable<Tensor>): void {
+  for (const t of tensors) {
+    const g = t.grad;
+    if (!g || g.numel === 0) continue;
+    g.device.dispatch('elementwise', 'fill', {
+      bindings: { out_bits: { buffer: g.buffer, byteOffset: g.byteOffset, byteLength: g.byteLength } },
+      params: { n: g.numel, bits: 0 },
+      workgroups: Math.ceil(g.numel / 256),
+    });
   }
 }
 

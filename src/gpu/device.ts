@@ -110,10 +110,16 @@ export class Device {
     if (options.backend) flags.push(`backend=${options.backend}`);
     if (options.adapter) flags.push(`adapter=${options.adapter}`);
     const gpu = create(flags);
-    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
+    let adapter: GPUAdapter | null = null;
+    let reason = '';
+    try {
+      adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
+    } catch (err) {
+      reason = ` (${(err as Error).message.split('\n')[0]})`;
+    }
     if (!adapter) {
       throw new NoAdapterError(
-        `no WebGPU adapter found${flags.length ? ` (Dawn flags: ${flags.join(' ')})` : ''}.\n` +
+        `no WebGPU adapter found${flags.length ? ` for Dawn flags ${flags.join(' ')}` : ''}${reason}.\n` +
           `  On Debian/Ubuntu run \`npm run setup\` as root: it installs Mesa's lavapipe software Vulkan driver.\n` +
           `  Elsewhere install your GPU's Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver, ` +
           `then check with \`npx wgkd info\`.`,
