@@ -7,7 +7,6 @@ import { backward as runBackward, record, type Node } from './autograd/tape.js';
 
 export type DType = Scalar;
 export type Shape = readonly number[];
-export type TypedArrayOf<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
 
 export interface TensorOptions {
   device?: Device;
@@ -218,14 +217,26 @@ export class Tensor implements BufferLike {
     return Tensor.fromArray(data, shape, options);
   }
 
-  async toArray(): Promise<Float32Array | Int32Array | Uint32Array> {
+  /** The values of an f32 tensor (one submit and a wait). Int tensors: toInt32Array() / toUint32Array(). */
+  async toArray(): Promise<Float32Array> {
+    if (this.dtype !== 'f32') throw new Error(`toArray() reads f32 tensors; this one is ${this.dtype}: use to${this.dtype === 'i32' ? 'Int32' : 'Uint32'}Array()`);
     const [bytes] = await this.device.read([this]);
-    return this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    return new Float32Array(bytes);
+  }
+  async toInt32Array(): Promise<Int32Array> {
+    if (this.dtype === 'f32') throw new Error('toInt32Array() reads i32/u32 tensors; this one is f32: use toArray()');
+    const [bytes] = await this.device.read([this]);
+    return new Int32Array(bytes);
+  }
+  async toUint32Array(): Promise<Uint32Array> {
+    if (this.dtype === 'f32') throw new Error('toUint32Array() reads i32/u32 tensors; this one is f32: use toArray()');
+    const [bytes] = await this.device.read([this]);
+    return new Uint32Array(bytes);
   }
 
   async item(): Promise<number> {
     if (this.numel !== 1) throw new Error(`item() needs a tensor with one element, got shape ${shapeStr(this.shape)}`);
-    return (await this.toArray())[0];
+    return (this.dtype === 'f32' ? await this.toArray() : await this.toInt32Array())[0];
   }
 
   /** Same data, new shape (no copy). One dimension may be -1. */

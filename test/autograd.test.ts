@@ -105,8 +105,9 @@ describe('tensors', () => {
   });
 
   it('zeros/ones/full for every dtype, item()', async () => {
-    expect(Array.from(await Tensor.full([3], -7, { dtype: 'i32' }).toArray())).toEqual([-7, -7, -7]);
-    expect(Array.from(await Tensor.full([2], 4000000000, { dtype: 'u32' }).toArray())).toEqual([4000000000, 4000000000]);
+    expect(Array.from(await Tensor.full([3], -7, { dtype: 'i32' }).toInt32Array())).toEqual([-7, -7, -7]);
+    expect(Array.from(await Tensor.full([2], 4000000000, { dtype: 'u32' }).toUint32Array())).toEqual([4000000000, 4000000000]);
+    await expect(Tensor.zeros([1], { dtype: 'i32' }).toArray()).rejects.toThrow(/use toInt32Array/);
     expect(Array.from(await Tensor.zeros([2, 2]).toArray())).toEqual([0, 0, 0, 0]);
     expect(await Tensor.full([1, 1], 2.5).item()).toBe(2.5);
     await expect(Tensor.ones([2]).item()).rejects.toThrow(/one element/);
