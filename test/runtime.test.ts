@@ -150,6 +150,18 @@ describe('errors that say what is wrong', () => {
     const file = join(dir, 'broken.wgsl');
     writeFileSync(file, '// line 1\n@compute @workgroup_size(1)\nfn main() {\n  let x = ;\n}\n');
     await expect(device().shaders.loadFile(file)).rejects.toThrow(/broken\.wgsl:4:\d+: error: /);
+    // In a shader directory, the broken file fails only the ops that use it, with the same message.
+    writeFileSync(join(dir, 'fine.wgsl'), '@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@compute @workgroup_size(1)\nfn main() { out[0] = 1.0; }\n');
+    const dev = await Device.open({ extraShaderDirs: [dir] });
+    try {
+      expect(() => dev.dispatch('broken', 'main', { bindings: {}, workgroups: 1 })).toThrow(/broken\.wgsl:4:\d+: error: /);
+      const out = Tensor.zeros([1], { device: dev });
+      dev.dispatch('fine', 'main', { bindings: { out }, workgroups: 1 });
+      expect(await out.item()).toBe(1);
+      expect([...dev.shaders.errors().keys()]).toContain('broken');
+    } finally {
+      dev.destroy();
+    }
   });
 
   it('no adapter is an actionable error', async () => {

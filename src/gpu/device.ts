@@ -26,8 +26,8 @@ export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Extra Dawn flags, e.g. 'disable-dawn-features=timestamp_quantization'. */
   dawnFlags?: string[];
-  /** Folder of .wgsl files compiled at open (default: the package's shaders/). */
-  shaderDir?: string;
+  /** More folders of .wgsl files to compile at open, besides the package's own shaders/ (your own kernels). */
+  extraShaderDirs?: string[];
 }
 
 export interface AdapterSummary {
@@ -146,7 +146,7 @@ export class Device {
       limits,
     };
     const dev = new Device(gpu, adapter, device, summary);
-    await dev.shaders.loadDirectory(options.shaderDir ?? DEFAULT_SHADER_DIR);
+    for (const dir of [DEFAULT_SHADER_DIR, ...(options.extraShaderDirs ?? [])]) await dev.shaders.loadDirectory(dir);
     current = dev;
     return dev;
   }

@@ -115,15 +115,28 @@ function reflectEntries(name: string, file: string, source: string): Map<string,
 
 export class ShaderLibrary {
   private modules = new Map<string, ShaderModuleEntry>();
+  /** Shaders of the directory that failed to compile: using one throws its error (file:line), others still work. */
+  private broken = new Map<string, Error>();
   private pipelines = new Map<string, CachedPipeline>();
   pipelinesCreated = 0;
 
   constructor(private device: GPUDevice) {}
 
-  /** Compiles every .wgsl file in `dir`; rejects with `file:line:col: message` on the first error. */
+  /**
+   * Compiles every .wgsl file in `dir`. A file that fails is remembered, not thrown: the first dispatch that
+   * uses it throws its `file:line:col: message` error, and ops of other files keep working.
+   */
   async loadDirectory(dir: string = DEFAULT_SHADER_DIR): Promise<void> {
     const files = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).sort();
-    await Promise.all(files.map((f) => this.loadFile(join(dir, f))));
+    const results = await Promise.allSettled(files.map((f) => this.loadFile(join(dir, f))));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') this.broken.set(basename(files[i], '.wgsl'), r.reason as Error);
+    });
+  }
+
+  /** Compile errors of the shader directory, by shader name. */
+  errors(): Map<string, Error> {
+    return new Map(this.broken);
   }
 
   /** Compiles one WGSL file; the shader's name is the file name without `.wgsl`. */
@@ -132,14 +145,18 @@ export class ShaderLibrary {
   }
 
   async loadSource(name: string, source: string, file = `${name}.wgsl`): Promise<void> {
+    // The error scope keeps a compile failure out of the device's uncaptured errors: it is reported here instead.
+    this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ label: name, code: source });
     const info = await module.getCompilationInfo();
+    await this.device.popErrorScope();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0) {
       const lines = errors.map((m) => `${file}:${m.lineNum}:${m.linePos}: error: ${m.message}`);
       throw new ShaderCompileError(`WGSL compile failed\n${lines.join('\n')}`);
     }
     this.modules.set(name, { name, file, module, entries: reflectEntries(name, file, source) });
+    this.broken.delete(name);
   }
 
   has(name: string): boolean {
@@ -148,6 +165,8 @@ export class ShaderLibrary {
 
   entryInfo(shader: string, entry: string): EntryInfo {
     const mod = this.modules.get(shader);
+    const failed = this.broken.get(shader);
+    if (!mod && failed) throw failed;
     if (!mod) {
       throw new Error(`unknown shader '${shader}' (loaded: ${[...this.modules.keys()].join(', ') || 'none'})`);
     }
