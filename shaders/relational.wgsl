@@ -1,0 +1,326 @@
+// Relational family: pairwise euclidean distances (cdist), the RKD distance and angle structures, and L2
+// normalisation. Forward and backward side by side. Every reduction runs in a fixed order (per-thread strided
+// partial sums, then a fixed tree); every gradient is a gather (one invocation owns one output), never atomics.
+//
+// Zero distances: a pair at distance 0 (the diagonal, identical rows) contributes exactly 0 to every gradient:
+// its weight g/d is replaced by 0 (cdist) and its inverse norm by 0 (angle), so nothing divides by zero.
+
+struct Cdist { m: u32, n: u32, d: u32 }
+// out[r, k] = sum_j w(r, j) * (x[r, k] - y[j, k]) with w(r, j) = grad[o] / dist[o] (0 where dist[o] == 0) and
+// o = r * w_row + j * w_col: the strides read w transposed for the gradient of cdist's second argument.
+struct CdistBackward { rows: u32, cols: u32, inner: u32, w_row: u32, w_col: u32 }
+struct Total { count: u32 }
+struct RkdDistance { count: u32, b: u32, pairs: f32, eps: f32 }
+struct Pairs { b: u32, d: u32, eps: f32 }
+struct Cube { b: u32 }
+struct L2 { rows: u32, n: u32, inner: u32, eps: f32 }
+
+@group(0) @binding(0) var<uniform> cd: Cdist;
+@group(0) @binding(0) var<uniform> cb: CdistBackward;
+@group(0) @binding(0) var<uniform> tot: Total;
+@group(0) @binding(0) var<uniform> rkd: RkdDistance;
+@group(0) @binding(0) var<uniform> pr: Pairs;
+@group(0) @binding(0) var<uniform> cube: Cube;
+@group(0) @binding(0) var<uniform> l2: L2;
+
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> dist: array<f32>;
+@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(6) var<storage, read> y: array<f32>;
+@group(0) @binding(7) var<storage, read> total: array<f32>;     // [1]: sum of the distances
+@group(0) @binding(8) var<storage, read> dots: array<f32>;      // [1]: sum of grad * distance
+@group(0) @binding(9) var<storage, read> e: array<f32>;         // embeddings [B, D]
+@group(0) @binding(10) var<storage, read> u: array<f32>;        // unit differences [B, B, D]
+@group(0) @binding(11) var<storage, read> norms: array<f32>;    // ||e_j - e_i|| [B, B]
+@group(0) @binding(12) var<storage, read> dv: array<f32>;       // gradient w.r.t. e_j - e_i [B, B, D]
+@group(0) @binding(13) var<storage, read_write> out: array<f32>;
+@group(0) @binding(14) var<storage, read_write> norms_out: array<f32>;
+@group(0) @binding(15) var<storage, read_write> gu: array<f32>; // gradient w.r.t. u, turned into dv in place
+
+const TILE: u32 = 16u;
+const WG: u32 = 256u;     // 1-D elementwise kernels and single-workgroup reductions
+const ROW_WG: u32 = 64u;  // one workgroup per pair / row
+
+// Row-padded tiles (17 columns) so a column walk does not hit one memory bank 16 times.
+var<workgroup> tile_a: array<array<f32, 17>, 16>;
+var<workgroup> tile_b: array<array<f32, 17>, 16>;
+var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial2: array<f32, 256>;
+
+// Sums partial[0..n) into partial[0] with a fixed tree (n a power of two). Call from uniform control flow.
+fn tree_sum(lid: u32, n: u32) {
+  workgroupBarrier();
+  for (var stride = n / 2u; stride > 0u; stride = stride / 2u) {
+    if (lid < stride) { partial[lid] += partial[lid + stride]; }
+    workgroupBarrier();
+  }
+}
+
+// Same, for partial and partial2 together.
+fn tree_sum2(lid: u32, n: u32) {
+  workgroupBarrier();
+  for (var stride = n / 2u; stride > 0u; stride = stride / 2u) {
+    if (lid < stride) {
+      partial[lid] += partial[lid + stride];
+      partial2[lid] += partial2[lid + stride];
+    }
+    workgroupBarrier();
+  }
+}
+
+// ---- cdist ---------------------------------------------------------------------------------------------------
+
+// out[i, j] = ||a_i - b_j||, a [m, d], b [n, d]. A 16x16 output tile per workgroup, d walked in chunks of 16.
+// The differences are squared directly (no ||a||^2 + ||b||^2 - 2ab), so identical rows give exactly 0.
+@compute @workgroup_size(16, 16)
+fn cdist_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.y * TILE + lid.y;    // output row: a row of a
+  let col = wid.x * TILE + lid.x;    // output column: a row of b
+  let b_row = wid.x * TILE + lid.y;  // the row of b this invocation loads into the tile
+  var acc = 0.0;
+  for (var k0 = 0u; k0 < cd.d; k0 += TILE) {
+    let k = k0 + lid.x;
+    var av = 0.0;
+    var bv = 0.0;
+    if (row < cd.m && k < cd.d) { av = a[row * cd.d + k]; }
+    if (b_row < cd.n && k < cd.d) { bv = b[b_row * cd.d + k]; }
+    tile_a[lid.y][lid.x] = av;
+    tile_b[lid.y][lid.x] = bv;
+    workgroupBarrier();
+    for (var kk = 0u; kk < TILE; kk++) {
+      let diff = tile_a[lid.y][kk] - tile_b[lid.x][kk];
+      acc += diff * diff;
+    }
+    workgroupBarrier();
+  }
+  if (row < cd.m && col < cd.n) { out[row * cd.n + col] = sqrt(acc); }
+}
+
+// Gradient of cdist for one argument (see CdistBackward): out [rows, cols], x [rows, cols], y [inner, cols].
+// A 16x16 tile of out per workgroup, the j sum walked in chunks of 16: a GEMM-shaped gather, deterministic.
+@compute @workgroup_size(16, 16)
+fn cdist_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wid.y * TILE + lid.y;
+  let k = wid.x * TILE + lid.x;
+  let in_range = r < cb.rows && k < cb.cols;
+  var xv = 0.0;
+  if (in_range) { xv = x[r * cb.cols + k]; }
+  var acc = 0.0;
+  for (var j0 = 0u; j0 < cb.inner; j0 += TILE) {
+    // tile_a[ly][lx] = w(r, j0 + lx); tile_b[ly][lx] = y[j0 + ly, k]
+    let wj = j0 + lid.x;
+    var w = 0.0;
+    if (r < cb.rows && wj < cb.inner) {
+      let o = r * cb.w_row + wj * cb.w_col;
+      let dval = dist[o];
+      if (dval > 0.0) { w = grad[o] / dval; }
+    }
+    tile_a[lid.y][lid.x] = w;
+    let yj = j0 + lid.y;
+    var yv = 0.0;
+    if (yj < cb.inner && k < cb.cols) { yv = y[yj * cb.cols + k]; }
+    tile_b[lid.y][lid.x] = yv;
+    workgroupBarrier();
+    for (var jj = 0u; jj < TILE; jj++) {
+      acc += tile_a[lid.y][jj] * (xv - tile_b[jj][lid.x]);
+    }
+    workgroupBarrier();
+  }
+  if (in_range) { out[r * cb.cols + k] = acc; }
+}
+
+// ---- RKD distance --------------------------------------------------------------------------------------------
+
+// out[0] = sum of x[0..count) (one workgroup).
+@compute @workgroup_size(256)
+fn sum_all(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  for (var i = lid; i < tot.count; i += WG) { acc += x[i]; }
+  partial[lid] = acc;
+  tree_sum(lid, WG);
+  if (lid == 0u) { out[0] = partial[0]; }
+}
+
+// out[0] = sum of x[i] * y[i] over [0, count) (one workgroup).
+@compute @workgroup_size(256)
+fn sum_products(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  for (var i = lid; i < tot.count; i += WG) { acc += x[i] * y[i]; }
+  partial[lid] = acc;
+  tree_sum(lid, WG);
+  if (lid == 0u) { out[0] = partial[0]; }
+}
+
+// psi = dist / max(mu, eps), mu = total / pairs.
+@compute @workgroup_size(256)
+fn rkd_distance_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= rkd.count) { return; }
+  let mu = total[0] / rkd.pairs;
+  out[i] = dist[i] / max(mu, rkd.eps);
+}
+
+// Gradient w.r.t. the distances, symmetrised (out[i, j] = gd[i, j] + gd[j, i]) so that one cdist_backward
+// with x = y = e gives the whole gradient of e. gd = g / den - s / (den^2 * pairs) with s = sum(g * dist):
+// the second term is the path through mu, cut when the eps clamp is active (mu < eps).
+@compute @workgroup_size(256)
+fn rkd_distance_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * WG;
+  if (o >= rkd.count) { return; }
+  let i = o / rkd.b;
+  let j = o % rkd.b;
+  let mu = total[0] / rkd.pairs;
+  let den = max(mu, rkd.eps);
+  var through_mu = 0.0;
+  if (mu >= rkd.eps) { through_mu = dots[0] / (den * den * rkd.pairs); }
+  out[o] = (grad[o] + grad[j * rkd.b + i]) / den - 2.0 * through_mu;
+}
+
+// ---- RKD angle -----------------------------------------------------------------------------------------------
+
+// One workgroup per pair p = i * B + j: v = e_j - e_i, norms_out[p] = ||v||, out[p, :] = v / max(||v||, eps)
+// (so u = 0 when v = 0).
+@compute @workgroup_size(64)
+fn angle_unit_diffs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  let p = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+  let in_range = p < pr.b * pr.b;
+  let i = p / pr.b;
+  let j = p % pr.b;
+  var acc = 0.0;
+  if (in_range) {
+    for (var t = lid; t < pr.d; t += ROW_WG) {
+      let v = e[j * pr.d + t] - e[i * pr.d + t];
+      acc += v * v;
+    }
+  }
+  partial[lid] = acc;
+  tree_sum(lid, ROW_WG);
+  if (in_range) {
+    let norm = sqrt(partial[0]);
+    let den = max(norm, pr.eps);
+    for (var t = lid; t < pr.d; t += ROW_WG) {
+      out[p * pr.d + t] = (e[j * pr.d + t] - e[i * pr.d + t]) / den;
+    }
+    if (lid == 0u) { norms_out[p] = norm; }
+  }
+}
+
+// out[i, j, k] = grad[i, j, k] + grad[i, k, j]: an angle's gradient reaches u_ij from both of its slots.
+@compute @workgroup_size(256)
+fn angle_symmetrize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * WG;
+  let n = cube.b;
+  if (o >= n * n * n) { return; }
+  let k = o % n;
+  let ij = o / n;
+  let j = ij % n;
+  let i = ij / n;
+  out[o] = grad[o] + grad[(i * n + k) * n + j];
+}
+
+// One workgroup per pair p: turns the gradient w.r.t. u_p into the gradient w.r.t. v_p = e_j - e_i, in place:
+// dv = (gu - u <u, gu>) / ||v||, and 0 where ||v|| < eps (the pair is degenerate: u is held at 0 there).
+@compute @workgroup_size(64)
+fn angle_pair_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+  let p = wid.x + wid.y * nwg.x;
+  let in_range = p < pr.b * pr.b;
+  var acc = 0.0;
+  if (in_range) {
+    for (var t = lid; t < pr.d; t += ROW_WG) { acc += u[p * pr.d + t] * gu[p * pr.d + t]; }
+  }
+  partial[lid] = acc;
+  tree_sum(lid, ROW_WG);
+  if (in_range) {
+    let c = partial[0];
+    let norm = norms[p];
+    var inv = 0.0;
+    if (norm >= pr.eps) { inv = 1.0 / norm; }
+    for (var t = lid; t < pr.d; t += ROW_WG) {
+      let o = p * pr.d + t;
+      gu[o] = (gu[o] - u[o] * c) * inv;
+    }
+  }
+}
+
+// out[m, t] = sum_i dv[i, m, t] - dv[m, i, t]: e_m enters v_im = e_m - e_i with + and v_mi = e_i - e_m with -.
+@compute @workgroup_size(256)
+fn angle_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * WG;
+  if (o >= pr.b * pr.d) { return; }
+  let m = o / pr.d;
+  let t = o % pr.d;
+  var acc = 0.0;
+  for (var i = 0u; i < pr.b; i++) {
+    acc += dv[(i * pr.b + m) * pr.d + t] - dv[(m * pr.b + i) * pr.d + t];
+  }
+  out[o] = acc;
+}
+
+// ---- L2 normalisation (F.normalize) --------------------------------------------------------------------------
+
+// The tensor is viewed as [outer, n, inner]; one workgroup per (outer, inner) row, whose n elements are
+// inner apart. Returns the element offset of the row's first element.
+fn l2_row_base(row: u32) -> u32 {
+  return (row / l2.inner) * l2.n * l2.inner + row % l2.inner;
+}
+
+// out = x / max(||x||, eps) along the row.
+@compute @workgroup_size(64)
+fn l2norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  let in_range = row < l2.rows;
+  let base = l2_row_base(row);
+  var acc = 0.0;
+  if (in_range) {
+    for (var t = lid; t < l2.n; t += ROW_WG) {
+      let v = x[base + t * l2.inner];
+      acc += v * v;
+    }
+  }
+  partial[lid] = acc;
+  tree_sum(lid, ROW_WG);
+  if (in_range) {
+    let den = max(sqrt(partial[0]), l2.eps);
+    for (var t = lid; t < l2.n; t += ROW_WG) {
+      let o = base + t * l2.inner;
+      out[o] = x[o] / den;
+    }
+  }
+}
+
+// gx = g / den - x <x, g> / (den^2 ||x||) where ||x|| >= eps; gx = g / eps where the clamp is active (PyTorch's
+// gradient of x / clamp_min(||x||, eps)).
+@compute @workgroup_size(64)
+fn l2norm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  let in_range = row < l2.rows;
+  let base = l2_row_base(row);
+  var sq = 0.0;
+  var xg = 0.0;
+  if (in_range) {
+    for (var t = lid; t < l2.n; t += ROW_WG) {
+      let o = base + t * l2.inner;
+      sq += x[o] * x[o];
+      xg += x[o] * grad[o];
+    }
+  }
+  partial[lid] = sq;
+  partial2[lid] = xg;
+  tree_sum2(lid, ROW_WG);
+  if (in_range) {
+    let norm = sqrt(partial[0]);
+    let den = max(norm, l2.eps);
+    var radial = 0.0;
+    if (norm >= l2.eps) { radial = partial2[0] / (den * den * norm); }
+    for (var t = lid; t < l2.n; t += ROW_WG) {
+      let o = base + t * l2.inner;
+      out[o] = grad[o] / den - x[o] * radial;
+    }
+  }
+}
