@@ -1,0 +1,254 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor, rng } from '../src/index.js';
+import { batchNorm2d } from '../src/ops/batchnorm.js';
+import { checkOp, expectClose } from './helpers/check.js';
+import { useDevice } from './helpers/device.js';
+import * as ref from './reference/batchnorm.js';
+
+useDevice();
+
+function normal(n: number, seed: number, mean = 0, std = 1): Float64Array {
+  const next = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = mean + std * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  return out;
+}
+
+function uniform(n: number, seed: number, low: number, high: number): Float64Array {
+  const next = rng(seed);
+  return Float64Array.from({ length: n }, () => low + (high - low) * next());
+}
+
+const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+// Batch 1, odd and non-square sizes, channels 1/3/5/16/84, and sizes whose N*H*W spans several partials (8192
+// elements each). The finite-difference loss sums every output, so its rounding noise grows with the tensor: the
+// reference-vs-FD bound is 1e-5 up to a few thousand elements and looser for the two large shapes.
+const shapes: { shape: number[]; fd: number }[] = [
+  { shape: [1, 1, 7, 7], fd: 1e-5 },
+  { shape: [2, 3, 13, 7], fd: 1e-5 },
+  { shape: [1, 5, 29, 13], fd: 1e-5 },
+  { shape: [3, 16, 7, 7], fd: 1e-5 },
+  { shape: [2, 84, 5, 3], fd: 1e-5 },
+  { shape: [4, 3, 45, 47], fd: 1e-4 }, // 8460 per channel: 2 partials (8192 each), the last one short
+  { shape: [8, 5, 64, 64], fd: 3e-4 }, // 32768 per channel: 4 full partials
+];
+
+describe('batchNorm2d training mode (tolerance: forward rel 1e-5, backward rel 1e-4, reference vs FD 1e-5 / 1e-4 / 3e-4 by size)', () => {
+  for (const { shape, fd } of shapes) {
+    it(`[${shape}] with weight and bias`, async () => {
+      const c = shape[1];
+      await checkOp({
+        name: `batchNorm2d train [${shape}]`,
+        inputs: { x: { shape, std: 2 }, weight: { shape: [c] }, bias: { shape: [c] } },
+        gpu: (t) => batchNorm2d(t.x, null, null, t.weight, t.bias, { training: true }),
+        ref: (x) => ref.batchNorm2d(x.x, shape, { training: true, weight: x.weight, bias: x.bias }),
+        refBackward: (x, g) => ref.batchNorm2dBackward(x.x, shape, g, { training: true, weight: x.weight, bias: x.bias }),
+        tol: { fwd: 1e-5, bwd: 1e-4, fd },
+      });
+    });
+  }
+
+  it('two values per channel [2, 1, 1, 1] (eps 0.5: with a tiny eps both x_hat are +-1 and dx cancels to ~eps)', async () => {
+    const shape = [2, 1, 1, 1];
+    const o = { training: true, eps: 0.5 };
+    await checkOp({
+      name: 'batchNorm2d train [2, 1, 1, 1]',
+      inputs: { x: { shape }, weight: { shape: [1] }, bias: { shape: [1] } },
+      gpu: (t) => batchNorm2d(t.x, null, null, t.weight, t.bias, o),
+      ref: (x) => ref.batchNorm2d(x.x, shape, { ...o, weight: x.weight, bias: x.bias }),
+      refBackward: (x, g) => ref.batchNorm2dBackward(x.x, shape, g, { ...o, weight: x.weight, bias: x.bias }),
+      tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 },
+    });
+  });
+
+  it('without weight and bias (identity affine map)', async () => {
+    const shape = [3, 5, 13, 7];
+    await checkOp({
+      name: 'batchNorm2d train, no affine',
+      inputs: { x: { shape } },
+      gpu: (t) => batchNorm2d(t.x, null, null, null, null, { training: true }),
+      ref: (x) => ref.batchNorm2d(x.x, shape, { training: true }),
+      refBackward: (x, g) => ({ x: ref.batchNorm2dBackward(x.x, shape, g, { training: true }).x }),
+      tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 },
+    });
+  });
+
+  it('custom eps', async () => {
+    const shape = [2, 3, 7, 5];
+    await checkOp({
+      name: 'batchNorm2d train, eps 0.1',
+      inputs: { x: { shape, std: 0.3 }, weight: { shape: [3] }, bias: { shape: [3] } },
+      gpu: (t) => batchNorm2d(t.x, null, null, t.weight, t.bias, { training: true, eps: 0.1 }),
+      ref: (x) => ref.batchNorm2d(x.x, shape, { training: true, eps: 0.1, weight: x.weight, bias: x.bias }),
+      refBackward: (x, g) => ref.batchNorm2dBackward(x.x, shape, g, { training: true, eps: 0.1, weight: x.weight, bias: x.bias }),
+      tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 },
+    });
+  });
+});
+
+describe('batchNorm2d with a large mean, values 1000 + N(0, 1) (tolerance: forward rel 1e-5, backward rel 1e-4, reference vs FD 1e-5)', () => {
+  // A naive E[x^2] - E[x]^2 in f32 loses every significant digit of the variance here; the FD step is 1e-3
+  // (relative to |x| = 1000), hence the looser reference-vs-FD bound.
+  for (const shape of [
+    [2, 3, 29, 13],
+    [4, 2, 45, 47],
+  ]) {
+    it(`[${shape}]`, async () => {
+      const c = shape[1];
+      await checkOp({
+        name: `batchNorm2d large mean [${shape}]`,
+        inputs: { x: { shape, data: normal(numelOf(shape), 7, 1000, 1) }, weight: { shape: [c] }, bias: { shape: [c] } },
+        gpu: (t) => batchNorm2d(t.x, null, null, t.weight, t.bias, { training: true }),
+        ref: (x) => ref.batchNorm2d(x.x, shape, { training: true, weight: x.weight, bias: x.bias }),
+        refBackward: (x, g) => ref.batchNorm2dBackward(x.x, shape, g, { training: true, weight: x.weight, bias: x.bias }),
+        tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 },
+      });
+    });
+  }
+});
+
+describe('batchNorm2d evaluation mode (tolerance: forward and backward rel 1e-5, reference vs FD 1e-6)', () => {
+  for (const shape of [
+    [1, 3, 7, 7],
+    [2, 5, 13, 29],
+    [3, 84, 3, 5],
+  ]) {
+    it(`[${shape}] uses the running statistics; the backward is the affine map`, async () => {
+      const c = shape[1];
+      await checkOp({
+        name: `batchNorm2d eval [${shape}]`,
+        inputs: {
+          x: { shape, std: 3 },
+          runningMean: { shape: [c], requiresGrad: false },
+          runningVar: { shape: [c], data: uniform(c, 3, 0.2, 4), requiresGrad: false },
+          weight: { shape: [c] },
+          bias: { shape: [c] },
+        },
+        gpu: (t) => batchNorm2d(t.x, t.runningMean, t.runningVar, t.weight, t.bias, { training: false }),
+        ref: (x) =>
+          ref.batchNorm2d(x.x, shape, { training: false, runningMean: x.runningMean, runningVar: x.runningVar, weight: x.weight, bias: x.bias }),
+        refBackward: (x, g) =>
+          ref.batchNorm2dBackward(x.x, shape, g, {
+            training: false,
+            runningMean: x.runningMean,
+            runningVar: x.runningVar,
+            weight: x.weight,
+            bias: x.bias,
+          }),
+        tol: { fwd: 1e-5, bwd: 1e-5 },
+      });
+    });
+  }
+
+  it('only weight and bias need gradients (frozen input)', async () => {
+    const shape = [2, 3, 5, 7];
+    await checkOp({
+      name: 'batchNorm2d eval, x frozen',
+      inputs: {
+        x: { shape, requiresGrad: false },
+        runningMean: { shape: [3], requiresGrad: false },
+        runningVar: { shape: [3], data: [0.5, 1, 2], requiresGrad: false },
+        weight: { shape: [3] },
+        bias: { shape: [3] },
+      },
+      gpu: (t) => batchNorm2d(t.x, t.runningMean, t.runningVar, t.weight, t.bias, { training: false }),
+      ref: (x) => ref.batchNorm2d(x.x, shape, { training: false, runningMean: x.runningMean, runningVar: x.runningVar, weight: x.weight, bias: x.bias }),
+      refBackward: (x, g) => {
+        const o = { training: false, runningMean: x.runningMean, runningVar: x.runningVar, weight: x.weight, bias: x.bias };
+        const grads = ref.batchNorm2dBackward(x.x, shape, g, o);
+        return { weight: grads.weight, bias: grads.bias };
+      },
+      tol: { fwd: 1e-5, bwd: 1e-5 },
+    });
+  });
+});
+
+describe('batchNorm2d running statistics, updated in place in training mode (tolerance: rel 1e-5)', () => {
+  const cases: { shape: number[]; momentum?: number; mean: number }[] = [
+    { shape: [2, 3, 13, 7], mean: 0 },
+    { shape: [1, 5, 29, 13], momentum: 0.3, mean: 0.5 },
+    { shape: [4, 2, 45, 47], mean: 1000 }, // several partials and a large mean
+    { shape: [2, 1, 1, 1], mean: 0 }, // two values per channel: unbiased variance divides by 1
+  ];
+  for (const { shape, momentum, mean } of cases) {
+    it(`[${shape}], momentum ${momentum ?? 'default 0.1'}, data mean ${mean}`, async () => {
+      const c = shape[1];
+      const xData = Float64Array.from(Float32Array.from(normal(numelOf(shape), 11, mean, 1.5)));
+      const oldMean = Float64Array.from(Float32Array.from(normal(c, 12)));
+      const oldVar = Float64Array.from(Float32Array.from(uniform(c, 13, 0.5, 2)));
+      const x = Tensor.fromArray(xData, shape);
+      const runningMean = Tensor.fromArray(oldMean, [c]);
+      const runningVar = Tensor.fromArray(oldVar, [c]);
+      const y = batchNorm2d(x, runningMean, runningVar, null, null, { training: true, momentum });
+      expectClose(await y.toArray(), ref.batchNorm2d(xData, shape, { training: true }), 1e-5, 'output');
+      const want = ref.updatedRunningStats(xData, shape, oldMean, oldVar, momentum);
+      expectClose(await runningMean.toArray(), want.mean, 1e-5, 'running mean');
+      expectClose(await runningVar.toArray(), want.variance, 1e-5, 'running var');
+    });
+  }
+
+  it('evaluation mode leaves the running statistics alone', async () => {
+    const shape = [2, 3, 5, 5];
+    const runningMean = Tensor.fromArray([0.1, -0.2, 0.3], [3]);
+    const runningVar = Tensor.fromArray([1.5, 0.5, 2], [3]);
+    batchNorm2d(Tensor.randn(shape, { seed: 5 }), runningMean, runningVar, null, null, { training: false });
+    expect(Array.from(await runningMean.toArray())).toEqual(Array.from(Float32Array.from([0.1, -0.2, 0.3])));
+    expect(Array.from(await runningVar.toArray())).toEqual([1.5, 0.5, 2]);
+  });
+});
+
+describe('batchNorm2d with more partials per channel than the combining workgroup has invocations (tolerance: forward and running stats rel 1e-5, backward rel 1e-4)', () => {
+  it('[2, 2, 520, 520]: 540,800 values per channel in 67 partials, large mean', async () => {
+    // Checked against the reference directly (its backward is proven against finite differences above; FD on
+    // half a million values per channel would be slow and noisy).
+    const shape = [2, 2, 520, 520];
+    const xData = Float64Array.from(Float32Array.from(normal(numelOf(shape), 31, 50, 2)));
+    const gData = Float64Array.from(Float32Array.from(normal(numelOf(shape), 32)));
+    const weightData = [1.5, -0.5];
+    const biasData = [0.25, 2];
+    const x = Tensor.fromArray(xData, shape, { requiresGrad: true });
+    const weight = Tensor.fromArray(weightData, [2], { requiresGrad: true });
+    const bias = Tensor.fromArray(biasData, [2], { requiresGrad: true });
+    const runningMean = Tensor.fromArray([0, 0], [2]);
+    const runningVar = Tensor.fromArray([1, 1], [2]);
+    const y = batchNorm2d(x, runningMean, runningVar, weight, bias, { training: true });
+    const o = { training: true, weight: Float64Array.from(weightData), bias: Float64Array.from(biasData) };
+    expectClose(await y.toArray(), ref.batchNorm2d(xData, shape, o), 1e-5, 'forward');
+    const want = ref.updatedRunningStats(xData, shape, new Float64Array(2), Float64Array.from([1, 1]));
+    expectClose(await runningMean.toArray(), want.mean, 1e-5, 'running mean');
+    expectClose(await runningVar.toArray(), want.variance, 1e-5, 'running var');
+    y.backward(Tensor.fromArray(gData, shape));
+    const grads = ref.batchNorm2dBackward(xData, shape, gData, o);
+    expectClose(await x.grad!.toArray(), grads.x, 1e-4, 'd/dx');
+    expectClose(await weight.grad!.toArray(), grads.weight, 1e-4, 'd/dweight');
+    expectClose(await bias.grad!.toArray(), grads.bias, 1e-4, 'd/dbias');
+  });
+});
+
+describe('batchNorm2d determinism and argument checks', () => {
+  it('same input, same bits (forward and all gradients)', async () => {
+    const shape = [4, 16, 29, 29];
+    const run = async () => {
+      const x = Tensor.randn(shape, { seed: 21, requiresGrad: true });
+      const weight = Tensor.rand([16], { seed: 22, requiresGrad: true });
+      const bias = Tensor.rand([16], { seed: 23, requiresGrad: true });
+      const y = batchNorm2d(x, null, null, weight, bias, { training: true });
+      const yData = await y.toArray();
+      y.backward(Tensor.randn(shape, { seed: 24 }));
+      return [yData, await x.grad!.toArray(), await weight.grad!.toArray(), await bias.grad!.toArray()];
+    };
+    const first = await run();
+    const second = await run();
+    first.forEach((a, k) => expect(Buffer.from(a.buffer).equals(Buffer.from(second[k].buffer)), `output ${k}`).toBe(true));
+  });
+
+  it('rejects one value per channel in training, missing running stats in evaluation, and wrong shapes', () => {
+    const one = Tensor.zeros([1, 3, 1, 1]);
+    expect(() => batchNorm2d(one, null, null, null, null, { training: true })).toThrow(/more than 1 value per channel/);
+    const x = Tensor.zeros([2, 3, 4, 4]);
+    expect(() => batchNorm2d(x, null, null, null, null, { training: false })).toThrow(/required in evaluation mode/);
+    expect(() => batchNorm2d(x, null, null, Tensor.zeros([4]), null, { training: true })).toThrow(/weight must be an f32 tensor of 3 values/);
+    expect(() => batchNorm2d(Tensor.zeros([2, 3, 4]), null, null, null, null, { training: true })).toThrow(/expected input \[N, C, H, W\]/);
+  });
+});
