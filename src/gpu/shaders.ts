@@ -113,10 +113,23 @@ function reflectEntries(name: string, file: string, source: string): Map<string,
   return entries;
 }
 
+/** GPU features named by a WGSL source's `enable` directives (`f16` is the feature 'shader-f16'). */
+function requiredFeatures(source: string): string[] {
+  const features: string[] = [];
+  for (const m of source.matchAll(/^\s*enable\s+([^;]+);/gm)) {
+    for (const ext of m[1].split(',').map((e) => e.trim()).filter(Boolean)) {
+      features.push(ext === 'f16' ? 'shader-f16' : ext.replace(/_/g, '-'));
+    }
+  }
+  return features;
+}
+
 export class ShaderLibrary {
   private modules = new Map<string, ShaderModuleEntry>();
   /** Shaders of the directory that failed to compile: using one throws its error (file:line), others still work. */
   private broken = new Map<string, Error>();
+  /** Files skipped because the device lacks a feature their `enable` directives name (name -> features). */
+  readonly skipped = new Map<string, string[]>();
   private pipelines = new Map<string, CachedPipeline>();
   pipelinesCreated = 0;
 
@@ -145,6 +158,11 @@ export class ShaderLibrary {
   }
 
   async loadSource(name: string, source: string, file = `${name}.wgsl`): Promise<void> {
+    const missing = requiredFeatures(source).filter((f) => !this.device.features.has(f as GPUFeatureName));
+    if (missing.length > 0) {
+      this.skipped.set(name, missing); // ops check has(name) and use kernels that need no optional feature
+      return;
+    }
     // The error scope keeps a compile failure out of the device's uncaptured errors: it is reported here instead.
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ label: name, code: source });
