@@ -1,0 +1,508 @@
+// 2-D convolution (NCHW, PyTorch semantics), forward and backward side by side.
+//
+// general   any kernel/stride/padding/dilation/groups: implicit GEMM, no im2col buffer. Each invocation owns a
+//           register block of OB channels x PB pixels of one row. The channel block comes from the workgroup id,
+//           so weight loads are uniform (one scalar load on SIMD-over-invocations drivers), and each row of
+//           input under the PB pixels is loaded once into a register window that all KW kernel columns reuse.
+// depthwise groups == C: the same windows, one channel per workgroup row.
+// (pointwise 1x1 convolutions go through the GEMM in matmul.wgsl.)
+//
+// Input gradients are gathers over output positions (each dx element written once, no atomics). With stride s
+// the input pixels split into s x s phases that read disjoint kernel taps; the phase is part of the workgroup
+// id, so the taps that do not apply are skipped uniformly instead of being masked per pixel.
+// Weight and bias gradients are parallel reductions over N*OH*OW: pass 1 splits the output pixels into chunks,
+// each workgroup reduces one chunk for a block of outputs into partials[chunk][output], either with lanes
+// striding over the chunk's pixel blocks and a fixed-order shared-memory tree at the end, or (few input
+// channels: stems) with one output channel per lane walking the chunk's pixels in order; pass 2
+// (reduce_partials) sums the chunks in order. Every sum has a fixed order, so results are bit-reproducible.
+//
+// Kernels are specialised (override constants) on the register block sizes and on the kernel width, stride
+// and dilation along W, so register arrays are indexed with constants once loops are unrolled.
+
+struct Conv {
+  n: u32, c: u32, h: u32, w: u32,         // input  [n, c, h, w] (n: images in this dispatch)
+  o: u32, oh: u32, ow: u32,               // output [n, o, oh, ow]
+  kh: u32,                                // kernel height (the width is the constant KW)
+  sh: u32, ph: u32, pw: u32, dh: u32,     // stride, padding, dilation (stride/dilation along W: SW, DW)
+  groups: u32, cg: u32, og: u32,          // groups; channels per group: in, out
+  mult: u32,                              // depthwise channel multiplier (o / c)
+  has_bias: u32,
+  bpr: u32,                               // pixel blocks per row
+  rows: u32,                              // rows per image the pixel blocks cover
+  n_blocks: u32,                          // pixel blocks in total: n * rows * bpr
+  blocks_per_chunk: u32,                  // reductions: pixel blocks (or elements) per chunk
+  chunk_base: u32,                        // reductions: first partials row this dispatch writes
+  n_chunks: u32,                          // reduce_partials: rows of partials
+  n_outputs: u32,                         // reductions: outputs per partials row (weight grads, then bias)
+  n_weight: u32,                          // reductions: how many of those are weight grads
+  plane: u32,                             // bias_grad_partials: elements per (n, o) plane
+  plane_chunks: u32,                      // bias_grad_partials: chunks per plane
+}
+
+@group(0) @binding(0) var<uniform> p: Conv;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> gy: array<f32>;          // gradient of the output
+@group(0) @binding(5) var<storage, read> partials: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_bias: array<f32>;
+
+const WG: u32 = 64u;
+const MAX_BLOCK: u32 = 32u;   // register block capacity: OB * PB
+const MAX_WIN: u32 = 32u;     // row window capacity: SPAN
+const MAX_ACC: u32 = 36u;     // weight-gradient accumulators: OB * RB * KW (general), KH * KW (depthwise)
+const MAX_OB: u32 = 8u;
+
+override OB: u32 = 4u;        // channels per invocation (output channels; input channels for dX)
+override PB: u32 = 4u;        // pixels per invocation along a row
+override RB: u32 = 1u;        // general weight gradient: kernel rows per invocation
+override LANES: u32 = 64u;    // channel-lane kernels: invocations per workgroup (one output channel each)
+override TB: u32 = 16u;       // channel-lane weight gradient: kernel taps per invocation
+override KH: u32 = 3u;        // depthwise only: kernel height
+override KW: u32 = 3u;        // kernel width
+override SW: u32 = 1u;        // stride along W
+override DW: u32 = 1u;        // dilation along W
+override SPAN: u32 = (PB - 1u) * SW + (KW - 1u) * DW + 1u;   // input columns under PB outputs
+
+// Workgroup index over x, folded with z past 65,535 workgroups.
+fn flat_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.z * nwg.x;
+}
+
+// Loads the SPAN input columns starting at iw0 of row ih of an input plane (zeros outside the image).
+fn load_x_window(plane: u32, ih: i32, iw0: i32) -> array<f32, MAX_WIN> {
+  var win: array<f32, MAX_WIN>;
+  let row_ok = ih >= 0 && ih < i32(p.h);
+  let row = i32(plane) + ih * i32(p.w);
+  for (var q = 0u; q < SPAN; q++) {
+    let iw = iw0 + i32(q);
+    win[q] = select(0.0, x[u32(max(row + iw, 0))], row_ok && iw >= 0 && iw < i32(p.w));
+  }
+  return win;
+}
+
+// ---- general forward ------------------------------------------------------------------------------------------
+
+// out[n, o, oh, ow] = bias[o] + sum_{cl, ky, kx} x[n, g*cg + cl, oh*sh - ph + ky*dh, ow*SW - pw + kx*DW]
+//                                                * wt[o, cl, ky, kx]            (g = o / og)
+// Grid: x (+z) over pixel blocks (n, oh, ow / PB), y over (group, block of OB output channels).
+@compute @workgroup_size(64)
+fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let blocks_per_group = (p.og + OB - 1u) / OB;
+  let grp = wid.y / blocks_per_group;
+  let o0 = grp * p.og + (wid.y % blocks_per_group) * OB;
+  let o_last = grp * p.og + p.og - 1u;
+  let bx = pix % p.bpr;
+  let oh = (pix / p.bpr) % p.oh;
+  let n = pix / (p.bpr * p.oh);
+  let ow0 = bx * PB;
+
+  var acc: array<f32, MAX_BLOCK>;
+  for (var i = 0u; i < OB; i++) {
+    let b = select(0.0, bias[min(o0 + i, o_last)], p.has_bias == 1u);
+    for (var j = 0u; j < PB; j++) { acc[i * PB + j] = b; }
+  }
+  let taps = p.kh * KW;
+  let iw0 = i32(ow0 * SW) - i32(p.pw);
+  for (var cl = 0u; cl < p.cg; cl++) {
+    let plane = (n * p.c + grp * p.cg + cl) * p.h * p.w;
+    for (var ky = 0u; ky < p.kh; ky++) {
+      let win = load_x_window(plane, i32(oh * p.sh + ky * p.dh) - i32(p.ph), iw0);
+      for (var kx = 0u; kx < KW; kx++) {
+        let w_tap = cl * taps + ky * KW + kx;
+        for (var i = 0u; i < OB; i++) {
+          let wv = wt[min(o0 + i, o_last) * p.cg * taps + w_tap];
+          for (var j = 0u; j < PB; j++) { acc[i * PB + j] = fma(wv, win[j * SW + kx * DW], acc[i * PB + j]); }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < OB; i++) {
+    let o = o0 + i;
+    if (o > o_last) { break; }
+    let base = ((n * p.o + o) * p.oh + oh) * p.ow;
+    for (var j = 0u; j < PB; j++) {
+      if (ow0 + j < p.ow) { out[base + ow0 + j] = acc[i * PB + j]; }
+    }
+  }
+}
+
+// ---- input gradients (general and depthwise) ------------------------------------------------------------------
+
+// An input pixel block of one phase: rows ih = phase_h + r*sh, columns iw = phase_w + (bx*PB + j)*SW.
+struct PhaseBlock {
+  n: u32,
+  ih: u32,
+  row_ok: bool,
+  bx: u32,
+  phase_h: u32,
+  phase_w: u32,
+}
+
+fn phase_block(pix: u32, phase: u32) -> PhaseBlock {
+  var b: PhaseBlock;
+  b.phase_h = phase / SW;
+  b.phase_w = phase % SW;
+  b.bx = pix % p.bpr;
+  b.ih = b.phase_h + ((pix / p.bpr) % p.rows) * p.sh;
+  b.row_ok = b.ih < p.h;
+  b.n = pix / (p.bpr * p.rows);
+  return b;
+}
+
+// Adds gy[n, o, :, :] * wt[o, channel, :, :] (transposed) into acc for one block: acc[i * PB + j] for channels
+// i < count whose weights sit at w_base + i * w_stride + ky * KW + kx.
+fn accumulate_input_grad(b: PhaseBlock, o: u32, w_base: u32, w_stride: u32, count: u32, acc: ptr<function, array<f32, MAX_BLOCK>>) {
+  let g_plane = (b.n * p.o + o) * p.oh * p.ow;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    // Rows: ih + ph - ky*dh must be a multiple of sh; that depends only on the phase (uniform).
+    let th = i32(b.phase_h + p.ph) - i32(ky * p.dh);
+    if (th % i32(p.sh) != 0) { continue; }
+    let oh = i32(b.ih / p.sh) + th / i32(p.sh);   // (ih + ph - ky*dh) / sh, exact
+    let row_ok = b.row_ok && oh >= 0 && oh < i32(p.oh);
+    let g_row = i32(g_plane) + oh * i32(p.ow);
+    if (SW == 1u) {
+      // Output columns iw0 + j + pw - kx*DW for every (j, kx): SPAN of them from u0, loaded once.
+      let u0 = i32(b.bx * PB + p.pw) - i32((KW - 1u) * DW);
+      var win: array<f32, MAX_WIN>;
+      for (var q = 0u; q < SPAN; q++) {
+        let ow = u0 + i32(q);
+        win[q] = select(0.0, gy[u32(max(g_row + ow, 0))], row_ok && ow >= 0 && ow < i32(p.ow));
+      }
+      for (var kx = 0u; kx < KW; kx++) {
+        for (var i = 0u; i < count; i++) {
+          let wv = wt[w_base + i * w_stride + ky * KW + kx];
+          for (var j = 0u; j < PB; j++) { (*acc)[i * PB + j] = fma(wv, win[j + (KW - 1u - kx) * DW], (*acc)[i * PB + j]); }
+        }
+      }
+    } else {
+      for (var kx = 0u; kx < KW; kx++) {
+        let tw = i32(b.phase_w + p.pw) - i32(kx * DW);
+        if (tw % i32(SW) != 0) { continue; }
+        let ow0 = i32(b.bx * PB) + tw / i32(SW);      // (iw + pw - kx*DW) / SW for j = 0, exact
+        var gv: array<f32, MAX_BLOCK>;
+        for (var j = 0u; j < PB; j++) {
+          let ow = ow0 + i32(j);
+          gv[j] = select(0.0, gy[u32(max(g_row + ow, 0))], row_ok && ow >= 0 && ow < i32(p.ow));
+        }
+        for (var i = 0u; i < count; i++) {
+          let wv = wt[w_base + i * w_stride + ky * KW + kx];
+          for (var j = 0u; j < PB; j++) { (*acc)[i * PB + j] = fma(wv, gv[j], (*acc)[i * PB + j]); }
+        }
+      }
+    }
+  }
+}
+
+fn store_input_grad(b: PhaseBlock, c: u32, acc_row: u32, acc: ptr<function, array<f32, MAX_BLOCK>>) {
+  if (!b.row_ok) { return; }
+  let base = ((b.n * p.c + c) * p.h + b.ih) * p.w;
+  for (var j = 0u; j < PB; j++) {
+    let iw = b.phase_w + (b.bx * PB + j) * SW;
+    if (iw < p.w) { out[base + iw] = (*acc)[acc_row * PB + j]; }
+  }
+}
+
+// dx[n, c, ih, iw] = sum_{ol, ky, kx} gy[n, o, oh, ow] * wt[o, cl, ky, kx] over the (oh, ow) that read (ih, iw).
+// Grid: x (+z) over phase pixel blocks (n, r, bx), y over (group, block of OB input channels, phase).
+@compute @workgroup_size(64)
+fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let phases = p.sh * SW;
+  let blocks_per_group = (p.cg + OB - 1u) / OB;
+  let channel_block = wid.y / phases;
+  let grp = channel_block / blocks_per_group;
+  let cl0 = (channel_block % blocks_per_group) * OB;
+  let count = min(OB, p.cg - cl0);
+  let b = phase_block(pix, wid.y % phases);
+  let taps = p.kh * KW;
+
+  var acc: array<f32, MAX_BLOCK>;
+  for (var k = 0u; k < OB * PB; k++) { acc[k] = 0.0; }
+  for (var ol = 0u; ol < p.og; ol++) {
+    let o = grp * p.og + ol;
+    accumulate_input_grad(b, o, (o * p.cg + cl0) * taps, taps, count, &acc);
+  }
+  for (var i = 0u; i < count; i++) { store_input_grad(b, grp * p.cg + cl0 + i, i, &acc); }
+}
+
+// dx[n, c, ih, iw] = sum_{m, ky, kx} gy[n, c*mult + m, oh, ow] * wt[c*mult + m, 0, ky, kx], same gather.
+// Grid: x (+z) over phase pixel blocks, y over (input channel, phase).
+@compute @workgroup_size(64)
+fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let phases = p.sh * SW;
+  let c = wid.y / phases;
+  let b = phase_block(pix, wid.y % phases);
+  var acc: array<f32, MAX_BLOCK>;
+  for (var j = 0u; j < PB; j++) { acc[j] = 0.0; }
+  for (var m = 0u; m < p.mult; m++) {
+    let o = c * p.mult + m;
+    accumulate_input_grad(b, o, o * p.kh * KW, 0u, 1u, &acc);
+  }
+  store_input_grad(b, c, 0u, &acc);
+}
+
+// ---- weight (and bias) gradients, pass 1 ----------------------------------------------------------------------
+
+var<workgroup> tree: array<f32, 2560>;   // WG * (MAX_ACC + 4) lanes' values
+
+// Sums tree[k * WG + lane] over the 64 lanes for k < count, leaving each total in tree[k * WG].
+fn reduce_tree(lid: u32, count: u32) {
+  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (lid < stride) {
+      for (var k = 0u; k < count; k++) { tree[k * WG + lid] += tree[k * WG + lid + stride]; }
+    }
+  }
+  workgroupBarrier();
+}
+
+// partials[chunk, o*cg*kh*KW + (cl*kh + ky)*KW + kx] = sum over the chunk's output pixels of
+//     gy[n, o, oh, ow] * x[n, g*cg + cl, oh*sh - ph + ky*dh, ow*SW - pw + kx*DW]
+// partials[chunk, n_weight + o] = sum over the chunk's output pixels of gy[n, o, oh, ow]          (bias)
+// A job is (group, block of OB output channels, input channel cl, block of RB kernel rows): each invocation
+// keeps OB x RB x KW accumulators over its share of the chunk's pixel blocks (loading gy once per block for all
+// taps and one x row window per kernel row), then the workgroup combines its lanes in a fixed-order tree.
+// Grid: x (+y) over jobs, z over chunks.
+@compute @workgroup_size(64)
+fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+  let row_blocks = p.kh / RB;                 // RB divides kh
+  let o_blocks = (p.og + OB - 1u) / OB;
+  let job = wid.x + wid.y * nwg.x;
+  if (job >= p.groups * o_blocks * p.cg * row_blocks) { return; }   // uniform: the barriers below stay legal
+  let ky0 = (job % row_blocks) * RB;
+  let cl = (job / row_blocks) % p.cg;
+  let grp = job / (row_blocks * p.cg * o_blocks);
+  let o0 = grp * p.og + ((job / (row_blocks * p.cg)) % o_blocks) * OB;
+  let o_last = grp * p.og + p.og - 1u;
+  let chunk = wid.z;
+
+  var acc: array<f32, MAX_ACC>;
+  var acc_bias: array<f32, MAX_OB>;
+  for (var k = 0u; k < OB * RB * KW; k++) { acc[k] = 0.0; }
+  for (var i = 0u; i < OB; i++) { acc_bias[i] = 0.0; }
+  let first = chunk * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.n_blocks);
+  for (var pix = first + lid; pix < end; pix += WG) {
+    let bx = pix % p.bpr;
+    let oh = (pix / p.bpr) % p.oh;
+    let n = pix / (p.bpr * p.oh);
+    let ow0 = bx * PB;
+    var gv: array<f32, MAX_BLOCK>;
+    for (var i = 0u; i < OB; i++) {
+      let g_row = ((n * p.o + min(o0 + i, o_last)) * p.oh + oh) * p.ow;
+      for (var j = 0u; j < PB; j++) {
+        gv[i * PB + j] = select(0.0, gy[g_row + min(ow0 + j, p.ow - 1u)], o0 + i <= o_last && ow0 + j < p.ow);
+        acc_bias[i] += gv[i * PB + j];
+      }
+    }
+    let plane = (n * p.c + grp * p.cg + cl) * p.h * p.w;
+    let iw0 = i32(ow0 * SW) - i32(p.pw);
+    for (var r = 0u; r < RB; r++) {
+      let win = load_x_window(plane, i32(oh * p.sh + (ky0 + r) * p.dh) - i32(p.ph), iw0);
+      for (var kx = 0u; kx < KW; kx++) {
+        for (var i = 0u; i < OB; i++) {
+          var s = acc[(i * RB + r) * KW + kx];
+          for (var j = 0u; j < PB; j++) { s = fma(gv[i * PB + j], win[j * SW + kx * DW], s); }
+          acc[(i * RB + r) * KW + kx] = s;
+        }
+      }
+    }
+  }
+
+  let n_acc = OB * RB * KW;
+  for (var k = 0u; k < n_acc; k++) { tree[k * WG + lid] = acc[k]; }
+  for (var i = 0u; i < OB; i++) { tree[(n_acc + i) * WG + lid] = acc_bias[i]; }
+  reduce_tree(lid, n_acc + OB);
+  let dst = (p.chunk_base + chunk) * p.n_outputs;
+  if (lid < n_acc) {
+    let o = o0 + lid / (RB * KW);
+    let tap = (cl * p.kh + ky0) * KW + lid % (RB * KW);   // rows ky0.. are consecutive in the weight layout
+    if (o <= o_last) { out[dst + o * p.cg * p.kh * KW + tap] = tree[lid * WG]; }
+  } else if (lid < n_acc + OB) {
+    let o = o0 + lid - n_acc;
+    if (p.has_bias == 1u && cl == 0u && ky0 == 0u && o <= o_last) { out[dst + p.n_weight + o] = tree[lid * WG]; }
+  }
+}
+
+// The same partials, with the work split the other way: each lane owns one output channel and TB kernel taps,
+// and all lanes of a workgroup walk the same output pixels (whole rows of a chunk). The input values under a
+// pixel are then the same for every lane (uniform loads: one load per workgroup on SIMD-over-invocations
+// drivers, a broadcast on GPUs), and only gy is loaded per lane; no shared-memory tree is needed.
+// Grid: x (+y) over jobs (group, block of LANES output channels, block of TB taps), z over chunks of rows (n, oh).
+@compute @workgroup_size(LANES)
+fn conv_backward_weight_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+  let taps = p.kh * KW;
+  let taps_per_o = p.cg * taps;
+  let tap_blocks = (taps_per_o + TB - 1u) / TB;
+  let o_blocks = (p.og + LANES - 1u) / LANES;
+  let job = wid.x + wid.y * nwg.x;
+  if (job >= p.groups * o_blocks * tap_blocks) { return; }
+  let tb = job % tap_blocks;
+  let grp = job / (tap_blocks * o_blocks);
+  let ol = ((job / tap_blocks) % o_blocks) * LANES + lid;
+  let o_ok = ol < p.og;
+  let o = grp * p.og + min(ol, p.og - 1u);
+  let chunk = wid.z;
+
+  // This block's taps (uniform): input plane offset and kernel offsets along H and W.
+  var tap_ok: array<bool, MAX_ACC>;
+  var tap_plane: array<u32, MAX_ACC>;
+  var tap_dy: array<i32, MAX_ACC>;
+  var tap_dx: array<i32, MAX_ACC>;
+  for (var t = 0u; t < TB; t++) {
+    let tap = min(tb * TB + t, taps_per_o - 1u);
+    tap_ok[t] = tb * TB + t < taps_per_o;
+    let cl = tap / taps;
+    tap_plane[t] = (grp * p.cg + cl) * p.h * p.w;
+    tap_dy[t] = i32(((tap % taps) / KW) * p.dh) - i32(p.ph);
+    tap_dx[t] = i32((tap % KW) * DW) - i32(p.pw);
+  }
+  var acc: array<f32, MAX_ACC>;
+  for (var t = 0u; t < TB; t++) { acc[t] = 0.0; }
+  var acc_bias = 0.0;
+  let first = chunk * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.n_blocks);   // rows (n, oh)
+  for (var row = first; row < end; row++) {
+    let n = row / p.oh;
+    let oh = row % p.oh;
+    let g_row = ((n * p.o + o) * p.oh + oh) * p.ow;
+    let x_image = n * p.c * p.h * p.w;
+    for (var ow = 0u; ow < p.ow; ow++) {
+      let gv = select(0.0, gy[g_row + ow], o_ok);
+      acc_bias += gv;
+      for (var t = 0u; t < TB; t++) {
+        let ih = i32(oh * p.sh) + tap_dy[t];
+        let iw = i32(ow * SW) + tap_dx[t];
+        let ok = tap_ok[t] && ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+        let xv = select(0.0, x[u32(max(i32(x_image + tap_plane[t]) + ih * i32(p.w) + iw, 0))], ok);
+        acc[t] = fma(gv, xv, acc[t]);
+      }
+    }
+  }
+  if (!o_ok) { return; }
+  let dst = (p.chunk_base + chunk) * p.n_outputs;
+  for (var t = 0u; t < TB; t++) {
+    if (tap_ok[t]) { out[dst + o * taps_per_o + tb * TB + t] = acc[t]; }
+  }
+  if (p.has_bias == 1u && tb == 0u) { out[dst + p.n_weight + o] = acc_bias; }
+}
+
+// partials[chunk, o*KH*KW + tap] and partials[chunk, n_weight + o] as above, for a depthwise convolution: one
+// output channel per workgroup, every invocation accumulating all KH*KW taps and the bias.
+// Grid: x over output channels, z over chunks.
+@compute @workgroup_size(64)
+fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o = wid.x;
+  let chunk = wid.z;
+  var acc: array<f32, MAX_ACC>;
+  for (var k = 0u; k < KH * KW; k++) { acc[k] = 0.0; }
+  var acc_bias = 0.0;
+  let first = chunk * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.n_blocks);
+  for (var pix = first + lid; pix < end; pix += WG) {
+    let bx = pix % p.bpr;
+    let oh = (pix / p.bpr) % p.oh;
+    let n = pix / (p.bpr * p.oh);
+    let ow0 = bx * PB;
+    let g_row = ((n * p.o + o) * p.oh + oh) * p.ow;
+    var gv: array<f32, MAX_BLOCK>;
+    for (var j = 0u; j < PB; j++) {
+      gv[j] = select(0.0, gy[g_row + min(ow0 + j, p.ow - 1u)], ow0 + j < p.ow);
+      acc_bias += gv[j];
+    }
+    let plane = (n * p.c + o / p.mult) * p.h * p.w;
+    let iw0 = i32(ow0 * SW) - i32(p.pw);
+    for (var ky = 0u; ky < KH; ky++) {
+      let win = load_x_window(plane, i32(oh * p.sh + ky * p.dh) - i32(p.ph), iw0);
+      for (var kx = 0u; kx < KW; kx++) {
+        var s = acc[ky * KW + kx];
+        for (var j = 0u; j < PB; j++) { s = fma(gv[j], win[j * SW + kx * DW], s); }
+        acc[ky * KW + kx] = s;
+      }
+    }
+  }
+  let taps = KH * KW;
+  for (var k = 0u; k < taps; k++) { tree[k * WG + lid] = acc[k]; }
+  tree[taps * WG + lid] = acc_bias;
+  reduce_tree(lid, taps + 1u);
+  let dst = (p.chunk_base + chunk) * p.n_outputs;
+  if (lid < taps) {
+    out[dst + o * taps + lid] = tree[lid * WG];
+  } else if (lid == taps && p.has_bias == 1u) {
+    out[dst + p.n_weight + o] = tree[lid * WG];
+  }
+}
+
+// partials[chunk, o] = sum of gy[n, o, :] over a segment of the plane (chunk = n * plane_chunks + segment), one
+// output channel per lane (each lane streams its own plane: no shared-memory tree, few workgroups).
+// (The bias gradient when no weight-gradient kernel runs alongside: the pointwise path, or weights frozen.)
+// Grid: x over blocks of LANES output channels, z over chunks.
+@compute @workgroup_size(LANES)
+fn bias_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o = wid.x * LANES + lid;
+  if (o >= p.o) { return; }
+  let chunk = wid.z;
+  let n = chunk / p.plane_chunks;
+  let first = (chunk % p.plane_chunks) * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.plane);
+  let base = (n * p.o + o) * p.plane;
+  var s = 0.0;
+  for (var e = first; e < end; e++) { s += gy[base + e]; }
+  out[(p.chunk_base + chunk) * p.n_outputs + o] = s;
+}
+
+// ---- pass 2: partials -> gradients ----------------------------------------------------------------------------
+
+// out[i] (weights, i < n_weight) or out_bias[i - n_weight] = sum over chunks, in chunk order, of partials[chunk, i].
+@compute @workgroup_size(64)
+fn reduce_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.n_outputs) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.n_chunks; k++) { s += partials[k * p.n_outputs + i]; }
+  if (i < p.n_weight) { out[i] = s; } else { out_bias[i - p.n_weight] = s; }
+}
+
+// ---- depthwise forward ----------------------------------------------------------------------------------------
+
+// out[n, o, oh, ow] = bias[o] + sum_{ky, kx} x[n, o / mult, oh*sh - ph + ky*dh, ow*SW - pw + kx*DW] * wt[o, 0, ky, kx]
+// Grid: x (+z) over pixel blocks (n, oh, ow / PB), y over output channels.
+@compute @workgroup_size(64)
+fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let o = wid.y;
+  let bx = pix % p.bpr;
+  let oh = (pix / p.bpr) % p.oh;
+  let n = pix / (p.bpr * p.oh);
+  let ow0 = bx * PB;
+  let b = select(0.0, bias[o], p.has_bias == 1u);
+  var acc: array<f32, MAX_BLOCK>;
+  for (var j = 0u; j < PB; j++) { acc[j] = b; }
+  let plane = (n * p.c + o / p.mult) * p.h * p.w;
+  let iw0 = i32(ow0 * SW) - i32(p.pw);
+  for (var ky = 0u; ky < KH; ky++) {
+    let win = load_x_window(plane, i32(oh * p.sh + ky * p.dh) - i32(p.ph), iw0);
+    for (var kx = 0u; kx < KW; kx++) {
+      let wv = wt[(o * KH + ky) * KW + kx];
+      for (var j = 0u; j < PB; j++) { acc[j] = fma(wv, win[j * SW + kx * DW], acc[j]); }
+    }
+  }
+  let base = ((n * p.o + o) * p.oh + oh) * p.ow;
+  for (var j = 0u; j < PB; j++) {
+    if (ow0 + j < p.ow) { out[base + ow0 + j] = acc[j]; }
+  }
+}
