@@ -239,6 +239,18 @@ export class Tensor implements BufferLike {
     return (this.dtype === 'f32' ? await this.toArray() : await this.toInt32Array())[0];
   }
 
+  /**
+   * Overwrites the values in place (loading checkpoints). Whatever was recorded before is submitted first, so
+   * the queue runs it before this write, and later commands see the new values.
+   */
+  write(data: ArrayLike<number>): void {
+    this.checkAlive();
+    if (data.length !== this.numel) throw new Error(`write: ${data.length} values into ${this}`);
+    const typed = this.dtype === 'f32' ? Float32Array.from(data) : this.dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
+    this.device.flush();
+    this.device.queue.writeBuffer(this.storage.buffer, this.offset, typed.buffer, 0, typed.byteLength);
+  }
+
   /** Same data, new shape (no copy). One dimension may be -1. */
   reshape(shape: Shape): Tensor {
     this.checkAlive();

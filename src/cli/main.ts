@@ -1,6 +1,16 @@
-// The `wgkd` command line. Each command is one entry: name, one-line description, and what it runs.
+// The `wgkd` command line. Each command is one entry: a one-line summary, its usage, and what it runs.
+import { readFileSync } from 'node:fs';
 import { Device, type DeviceOptions } from '../gpu/device.js';
 import { describeAdapter } from './info.js';
+import { parseFlags, schemaOf, type FlagType } from './args.js';
+import { DEFAULT_CONFIG, train, type TrainConfig } from '../train/trainer.js';
+import { evaluate } from '../train/evaluate.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { createModel, models } from '../models/registry.js';
+import { openDataset, type SplitRole } from '../data/open.js';
+import { exportTeacherOutputs } from '../teacher/export.js';
+import { Progress } from '../train/progress.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 
 interface Command {
   summary: string;
@@ -8,29 +18,150 @@ interface Command {
   run: (args: string[]) => Promise<void>;
 }
 
-/** Options every GPU command accepts: --backend, --adapter, --power. */
-export function deviceOptions(args: string[]): DeviceOptions {
+const DEVICE_FLAGS: Record<string, FlagType> = { backend: 'string', adapter: 'string', power: 'string' };
+
+function deviceOptions(flags: Record<string, unknown>): DeviceOptions {
   return {
-    backend: flag(args, '--backend'),
-    adapter: flag(args, '--adapter'),
-    powerPreference: flag(args, '--power') as GPUPowerPreference | undefined,
+    backend: flags.backend as string | undefined,
+    adapter: flags.adapter as string | undefined,
+    powerPreference: flags.power as GPUPowerPreference | undefined,
   };
 }
 
-export function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const value = args[i + 1];
-  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`);
-  return value;
+/** Loads a checkpoint's model (and the dataset split it should run on). */
+async function modelFromCheckpoint(path: string) {
+  const ckpt = loadCheckpoint(path);
+  const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
+  model.loadStateDict(ckpt.model);
+  model.eval();
+  return { ckpt, model };
 }
 
+function dataOptions(flags: Record<string, unknown>, config: Record<string, unknown>) {
+  return {
+    data: (flags.data as string | undefined) ?? (config.data as string | undefined),
+    size: (flags.size as number | undefined) ?? (config.size as number | undefined),
+    validationSize: config.validationSize as number | undefined,
+    cacheDir: config.cacheDir as string | undefined,
+  };
+}
+
+function table(rows: (string | number)[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
+  return rows.map((r) => r.map((v, c) => (typeof v === 'number' ? String(v).padStart(widths[c]) : String(v).padEnd(widths[c]))).join('  ')).join('\n');
+}
+
+const TRAIN_SCHEMA = schemaOf(DEFAULT_CONFIG as unknown as Record<string, unknown>, { config: 'string', data: 'string', teacher: 'string', cacheDir: 'string', ...DEVICE_FLAGS });
+
 const commands: Record<string, Command> = {
+  train: {
+    summary: 'train (distil) a student: dataset, model, teacher outputs, KD recipe; checkpoints + metrics',
+    usage:
+      'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw] [--teacher FILE]\n' +
+      "           [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
+      '           [--lr 3e-4] [--optimizer adam|adamw|sgd] [--schedule constant|cosine|step] [--clip 10] [--seed 0]\n' +
+      '           [--out runs/NAME] [--resume] [--max-params 60000] [--augment auto|none|flip|flip+crop] ... (every config key)',
+    run: async (args) => {
+      const flags = parseFlags(args, TRAIN_SCHEMA, 'train');
+      const fromFile = flags.config ? (JSON.parse(readFileSync(String(flags.config), 'utf8')) as Partial<TrainConfig>) : {};
+      const { config: _c, backend: _b, adapter: _a, power: _p, ...overrides } = flags;
+      const dev = await Device.open(deviceOptions(flags));
+      const result = await train({ ...fromFile, ...(overrides as Partial<TrainConfig>) }, { device: dev });
+      console.log(`best validation accuracy ${result.bestAccuracy.toFixed(4)} (epoch ${result.bestEpoch}); ${result.imagesPerSecond.toFixed(0)} img/s; run folder ${result.runDir}`);
+      dev.destroy();
+    },
+  },
+  eval: {
+    summary: 'evaluate a checkpoint: accuracy, per-class accuracy, confusion matrix',
+    usage: 'wgkd eval --checkpoint runs/NAME/best.safetensors [--split test|validation|train] [--data DIR] [--size N]',
+    run: async (args) => {
+      const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', ...DEVICE_FLAGS }, 'eval');
+      if (!flags.checkpoint) throw new Error('eval: --checkpoint FILE is required');
+      const dev = await Device.open(deviceOptions(flags));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const split = (flags.split as SplitRole | undefined) ?? 'test';
+      const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
+      const progress = new Progress(`eval ${split}`, ds.length);
+      const r = await evaluate(model, ds, { onProgress: (d) => progress.update(d) });
+      progress.done(`accuracy ${r.accuracy?.toFixed(4)}`);
+      console.log(`${ckpt.state.model} on ${ds.name}/${ds.split} (${ds.length} images): accuracy ${r.accuracy?.toFixed(4)}`);
+      console.log(table([['class', 'name', 'accuracy'], ...r.perClass.map((a, c) => [c, ds.classNames[c] ?? '', a.toFixed(4)])]));
+      console.log('\nconfusion matrix (rows: true class, columns: predicted)');
+      console.log(table([['', ...r.confusion.map((_, c) => c)], ...r.confusion.map((row, c) => [c, ...row])]));
+      dev.destroy();
+    },
+  },
+  predict: {
+    summary: 'write a Kaggle submission CSV (Id,Category) for the evaluation (or another) split',
+    usage: 'wgkd predict --checkpoint FILE [--split evaluation] [--data DIR] [--out submission.csv]',
+    run: async (args) => {
+      const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', out: 'string', ...DEVICE_FLAGS }, 'predict');
+      if (!flags.checkpoint) throw new Error('predict: --checkpoint FILE is required');
+      const dev = await Device.open(deviceOptions(flags));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const split = (flags.split as SplitRole | 'evaluation' | undefined) ?? 'evaluation';
+      const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
+      const r = await evaluate(model, ds);
+      // Ids: the zero-padded index of each file in the sorted file list (the datasets keep that order).
+      const lines = ['Id,Category', ...Array.from(r.predictions, (p, i) => `${String(i).padStart(4, '0')},${p}`)];
+      const out = String(flags.out ?? 'submission.csv');
+      writeFileAtomicSync(out, Buffer.from(`${lines.join('\n')}\n`));
+      console.log(`wrote ${ds.length} predictions to ${out}`);
+      dev.destroy();
+    },
+  },
+  params: {
+    summary: 'list the models and their parameter counts (students must stay under the budget)',
+    usage: 'wgkd params [--model NAME] [--in-channels 3] [--classes 11] [--size 224]',
+    run: async (args) => {
+      const flags = parseFlags(args, { model: 'string', inChannels: 'number', classes: 'number', size: 'number', ...DEVICE_FLAGS }, 'params');
+      const dev = await Device.open(deviceOptions(flags));
+      const spec = { inChannels: Number(flags.inChannels ?? 3), numClasses: Number(flags.classes ?? 11), inputSize: Number(flags.size ?? 224) };
+      const names = flags.model ? [String(flags.model)] : Object.keys(models);
+      const rows: (string | number)[][] = [['model', 'role', 'parameters', 'description']];
+      for (const name of names) {
+        const m = createModel(name, spec);
+        rows.push([name, models[name].role, m.numParameters().toLocaleString('en'), models[name].description]);
+        m.dispose();
+      }
+      console.log(`input ${spec.inChannels}x${spec.inputSize}x${spec.inputSize}, ${spec.numClasses} classes (counted like torchsummary: weights, biases, BN affine; not running stats)\n`);
+      console.log(table(rows));
+      dev.destroy();
+    },
+  },
+  teacher: {
+    summary: 'teacher export: run a teacher checkpoint over a dataset and write its outputs (logits, embedding, hints)',
+    usage: 'wgkd teacher export --checkpoint FILE --out FILE [--split train] [--views identity,hflip] [--hints layer2] [--f16] [--data DIR]',
+    run: async (args) => {
+      const [sub, ...rest] = args;
+      if (sub !== 'export') throw new Error(`teacher: unknown subcommand '${sub ?? ''}' (export)`);
+      const flags = parseFlags(rest, { checkpoint: 'string', out: 'string', split: 'string', views: 'string', hints: 'string', f16: 'boolean', data: 'string', size: 'number', batch: 'number', ...DEVICE_FLAGS }, 'teacher export');
+      if (!flags.checkpoint || !flags.out) throw new Error('teacher export: --checkpoint FILE and --out FILE are required');
+      const dev = await Device.open(deviceOptions(flags));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const split = (flags.split as SplitRole | undefined) ?? 'train';
+      const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
+      const views = flags.views ? String(flags.views).split(',') : ['identity'];
+      const progress = new Progress(`teacher export ${split}`, views.length * ds.length);
+      await exportTeacherOutputs(model, ds, {
+        path: String(flags.out),
+        teacherName: `${ckpt.state.model} ${String(flags.checkpoint)}`,
+        teacherAccuracy: ckpt.state.valAccuracy,
+        views,
+        hints: flags.hints ? String(flags.hints).split(',') : [],
+        dtype: flags.f16 ? 'F16' : 'F32',
+        batchSize: flags.batch as number | undefined,
+        onProgress: (d) => progress.update(d),
+      });
+      progress.done(`wrote ${String(flags.out)}`);
+      dev.destroy();
+    },
+  },
   info: {
     summary: 'show the WebGPU adapter, backend, features and device limits',
     usage: 'wgkd info [--backend vulkan|metal|d3d12] [--adapter NAME] [--power low-power|high-performance]',
     run: async (args) => {
-      const dev = await Device.open(deviceOptions(args));
+      const dev = await Device.open(deviceOptions(parseFlags(args, DEVICE_FLAGS, 'info')));
       console.log(describeAdapter(dev));
       dev.destroy();
     },
@@ -46,6 +177,8 @@ function help(): string {
     '',
     'commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'GPU options (every command): --backend vulkan|metal|d3d12  --adapter NAME  --power low-power|high-performance',
   ].join('\n');
 }
 
