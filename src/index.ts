@@ -1,7 +1,8 @@
 // wgkd's public API.
 export { Device, getDevice, NoAdapterError, type DeviceOptions, type AdapterSummary, type BufferLike, type DispatchArgs } from './gpu/device.js';
 export { ShaderCompileError } from './gpu/shaders.js';
-export { Tensor, scope, keep, tensor, empty, zeros, ones, full, rand, randn, rng, type DType, type Shape } from './tensor.js';
+export { Tensor, scope, keep, tensor, empty, zeros, ones, full, rand, randn, type DType, type Shape } from './tensor.js';
+export { rng, mixSeed, seededPermutation } from './random.js';
 export { backward, noGrad, isGradEnabled, record, zeroGrad, type Node, type BackwardFn } from './autograd/tape.js';
 
 // ops

@@ -4,6 +4,7 @@
 import { getDevice, type BufferLike, type Device } from './gpu/device.js';
 import type { Scalar } from './gpu/shaders.js';
 import { backward as runBackward, record, type Node } from './autograd/tape.js';
+import { rng } from './random.js';
 
 export type DType = Scalar;
 export type Shape = readonly number[];
@@ -96,20 +97,6 @@ export function scope<T>(fn: () => T): T {
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) s.delete(t);
   return t;
-}
-
-// ---- seeded random numbers (CPU; used for initialisation and tests) -------------------------------------------
-
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG; same seed, same stream, on every machine. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---- the tensor ----------------------------------------------------------------------------------------------

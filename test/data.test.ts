@@ -12,7 +12,8 @@ import {
   viewTransform,
   type SampleTransform,
 } from '../src/data/augment.js';
-import { InMemoryDataset, datasetIdentity, seededRandom, type Dataset } from '../src/data/dataset.js';
+import { InMemoryDataset, datasetIdentity, type Dataset } from '../src/data/dataset.js';
+import { rng } from '../src/random.js';
 import { FashionMnist, FASHION_MNIST_DIR, fashionMnistHoldout } from '../src/data/fashion-mnist.js';
 import { Food11, decodeFood11Image, food11ResizeShort, kaggleId, listFood11 } from '../src/data/food11.js';
 import { encodeIdx, parseIdx, readIdx, writeIdx } from '../src/data/idx.js';
@@ -324,7 +325,7 @@ function referenceTransform(img: Uint8Array, c: number, h: number, w: number, t:
 }
 
 function toyDataset(n: number, c: number, h: number, w: number, labelled = true, seed = 1): InMemoryDataset {
-  const random = seededRandom(seed);
+  const random = rng(seed);
   return new InMemoryDataset({
     name: 'toy',
     split: 'train',
@@ -384,7 +385,7 @@ describe('augmentation (bilinear resized crop and flip vs a float64 reference, a
 
   it('random resized crop boxes: seeded, inside the image, area within the scale range', () => {
     const boxes = (seed: number) => {
-      const random = seededRandom(seed);
+      const random = rng(seed);
       return Array.from({ length: 200 }, () => randomResizedCropBox(random, 28, 40, [0.3, 1], [3 / 4, 4 / 3]));
     };
     expect(boxes(4)).toEqual(boxes(4));
@@ -395,7 +396,7 @@ describe('augmentation (bilinear resized crop and flip vs a float64 reference, a
       expect(b.w * b.h).toBeLessThanOrEqual(28 * 40);
     }
     // Impossible ratios fall back to the central crop with the ratio clamped.
-    const fallback = randomResizedCropBox(seededRandom(1), 10, 100, [0.9, 1], [1, 1]);
+    const fallback = randomResizedCropBox(rng(1), 10, 100, [0.9, 1], [1, 1]);
     expect(fallback).toEqual({ x: 45, y: 0, w: 10, h: 10 });
   });
 });

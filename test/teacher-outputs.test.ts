@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { InMemoryDataset, datasetIdentity, seededRandom } from '../src/data/dataset.js';
+import { InMemoryDataset, datasetIdentity } from '../src/data/dataset.js';
+import { rng } from '../src/random.js';
 import { DataLoader } from '../src/data/loader.js';
 import {
   TeacherAlignmentError,
@@ -234,7 +235,7 @@ describe('teacher views and the DataLoader', () => {
   it('each sample is shown exactly the view whose teacher outputs the batch reads', () => {
     const n = 24;
     const [c, h, w] = [2, 3, 5];
-    const random = seededRandom(5);
+    const random = rng(5);
     const images = Uint8Array.from({ length: n * c * h * w }, () => Math.floor(random() * 256));
     const ds = new InMemoryDataset({ name: 'toy', split: 'train', channels: c, height: h, width: w, images, labels: Int32Array.from({ length: n }, (_, i) => i % 3), numClasses: 3, mean: [0, 0], std: [1 / 255, 1 / 255] });
     const file = fresh();
@@ -268,7 +269,7 @@ describe('teacher views and the DataLoader', () => {
     const n = 3000;
     writeTeacherOutputs(file, sample({ views: ['identity', 'hflip'], n, k: 11, d: 16, hint: [8, 4, 4] }));
     const t = openTeacherOutputs(file);
-    const random = seededRandom(9);
+    const random = rng(9);
     for (let b = 0; b < 50; b++) {
       const indices = Array.from({ length: 64 }, () => Math.floor(random() * n));
       const view = Array.from({ length: 64 }, () => Math.floor(random() * 2));

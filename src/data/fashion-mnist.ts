@@ -3,7 +3,8 @@
 // 'test' = the 10k t10k set, untouched. Samples keep the files' order within each split.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkIndex, fingerprintOf, seededPermutation, type Dataset } from './dataset.js';
+import { checkIndex, fingerprintOf, type Dataset } from './dataset.js';
+import { seededPermutation } from '../random.js';
 import { readIdx, type IdxArray } from './idx.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';

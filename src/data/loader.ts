@@ -10,7 +10,8 @@ import {
   type AugmentOptions,
   type SampleTransform,
 } from './augment.js';
-import { mixSeed, seededPermutation, seededRandom, type Dataset } from './dataset.js';
+import type { Dataset } from './dataset.js';
+import { mixSeed, rng, seededPermutation } from '../random.js';
 
 export interface DataLoaderOptions {
   batchSize: number;
@@ -123,7 +124,7 @@ export class DataLoader {
       let t = identity;
       if (this.viewTransforms || this.augment) {
         // Position-keyed stream: independent of batch size boundaries, skips and prefetching.
-        const random = seededRandom(mixSeed(this.seed, epoch, start + s, SAMPLE_STREAM));
+        const random = rng(mixSeed(this.seed, epoch, start + s, SAMPLE_STREAM));
         if (this.viewTransforms) {
           const v = Math.min(this.viewTransforms.length - 1, Math.floor(random() * this.viewTransforms.length));
           view![s] = v;

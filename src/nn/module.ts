@@ -1,6 +1,7 @@
 // Module: a tree of named parameters, buffers and child modules, with PyTorch's naming (`features.0.weight`),
 // train()/eval(), and state dicts with shape checks.
-import { Tensor, keep, rng, type Shape } from '../tensor.js';
+import { Tensor, keep, type Shape } from '../tensor.js';
+import { rng } from '../random.js';
 
 export interface StateEntry {
   shape: number[];

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from '../../src/data/dataset.js';
+import { rng } from '../../src/random.js';
 
 export interface Food11FixtureOptions {
   /** Labelled images per class in training/ (default 2); validation/ gets `validationPerClass` (default 1). */
@@ -84,7 +84,7 @@ export async function makeFood11(dir: string, options: Food11FixtureOptions = {}
   const size = options.size ?? 40;
   const evaluation = options.evaluation ?? 6;
   const classes = options.classes ?? 11;
-  const random = seededRandom(options.seed ?? 1);
+  const random = rng(options.seed ?? 1);
   const evaluationFolder = options.evaluationFolder ?? 'evaluation';
   const jobs: Promise<void>[] = [];
   const fixture: Food11Fixture = {
