@@ -57,19 +57,33 @@ function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): Set<Tenso
   return into;
 }
 
+/** The returned tensors plus everything their recorded graphs need for backward() (inputs and saved tensors). */
+function withGraphs(returned: Set<Tensor>): Set<Tensor> {
+  const alive = new Set<Tensor>();
+  const stack = [...returned];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    if (alive.has(t)) continue;
+    alive.add(t);
+    if (t.node) stack.push(...t.node.inputs, ...t.node.saved);
+  }
+  return alive;
+}
+
 function endScope(result: unknown): void {
   const created = scopes.pop()!;
-  const returned = collectTensors(result, new Set());
+  const alive = withGraphs(collectTensors(result, new Set()));
   const parent = scopes[scopes.length - 1];
   for (const t of created) {
-    if (returned.has(t)) parent?.add(t);
+    if (alive.has(t)) parent?.add(t);
     else t.dispose();
   }
 }
 
 /**
  * Runs fn and disposes every tensor created inside it, except those it returns (they move to the enclosing
- * scope) and those passed to keep(). Works for async fn too; scopes must not interleave across awaits.
+ * scope, together with what their recorded graphs need for backward()) and those passed to keep(). Works for
+ * async fn too; scopes must not interleave across awaits.
  */
 export function scope<T>(fn: () => T): T {
   scopes.push(new Set());

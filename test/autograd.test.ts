@@ -1,6 +1,6 @@
 // The tape: composed expressions, accumulation through shared inputs, noGrad, and what is kept after backward.
 import { describe, expect, it } from 'vitest';
-import { Tensor, add, mean, mul, noGrad, relu, scale, sub, sum, zeroGrad } from '../src/index.js';
+import { Tensor, add, maxPool2d, mean, mul, noGrad, relu, rkdAngle, rkdDistance, scale, scope, sub, sum, zeroGrad } from '../src/index.js';
 import { checkOp } from './helpers/check.js';
 import { useDevice } from './helpers/device.js';
 import { broadcastIndex, unravel } from './reference/common.js';
@@ -68,6 +68,25 @@ describe('autograd tape (tolerance: rel 1e-5 vs finite differences of the float6
     z.backward();
     expect(c.grad).toBeNull();
     expect(Array.from(await x.grad!.toArray())).toEqual([3, 4]);
+  });
+
+  it('a graph returned out of a scope can run backward later (inputs and saved tensors stay alive)', async () => {
+    const build = (x: Tensor, e: Tensor) =>
+      add(mean(maxPool2d(relu(mul(x, x)), { kernelSize: 2 })), add(mean(rkdDistance(e)), mean(rkdAngle(e))));
+    const grads = async (inScope: boolean) => {
+      const x = Tensor.randn([2, 3, 6, 6], { seed: 11, requiresGrad: true });
+      const e = Tensor.randn([5, 4], { seed: 12, requiresGrad: true });
+      if (inScope) {
+        scope(() => build(x, e).backward());
+      } else {
+        const loss = scope(() => build(x, e)); // every intermediate would be freed here without the graph walk
+        loss.backward();
+      }
+      return [await x.grad!.toArray(), await e.grad!.toArray()];
+    };
+    const [inside, outside] = [await grads(true), await grads(false)];
+    expect(outside[0]).toEqual(inside[0]);
+    expect(outside[1]).toEqual(inside[1]);
   });
 
   it('backward needs a scalar or an explicit gradient', () => {

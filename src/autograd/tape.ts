@@ -12,6 +12,8 @@ export interface Node {
   op: string;
   inputs: Tensor[];
   backward: BackwardFn;
+  /** Tensors the backward closure uses besides the inputs (saved statistics, arg-max indices, ...). */
+  saved: Tensor[];
 }
 
 let gradEnabled = true;
@@ -42,11 +44,14 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-/** Attaches `backward` to `out` if grad is on and some input needs a gradient. Returns `out`. */
-export function record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
+/**
+ * Attaches `backward` to `out` if grad is on and some input needs a gradient. Returns `out`. `saved` lists
+ * tensors the closure uses besides the inputs, so a scope that returns `out` keeps them alive for backward().
+ */
+export function record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn, saved: Tensor[] = []): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.node = { op, inputs, backward };
+    out.node = { op, inputs, backward, saved };
   }
   return out;
 }

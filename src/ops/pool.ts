@@ -121,11 +121,17 @@ export function maxPool2d(x: Tensor, options: MaxPool2dOptions): Tensor {
   // Arg-max positions are saved only when a backward will need them.
   const { out, argmax } = maxPool2dForward(x, options, isGradEnabled() && x.requiresGrad);
   if (!argmax) return out;
-  return record(out, 'max_pool2d', [x], (gradOut) => {
-    const gx = maxPool2dBackward(gradOut, argmax, x, options);
-    argmax.dispose(); // the graph is used once
-    return [gx];
-  });
+  return record(
+    out,
+    'max_pool2d',
+    [x],
+    (gradOut) => {
+      const gx = maxPool2dBackward(gradOut, argmax, x, options);
+      argmax.dispose(); // the graph is used once
+      return [gx];
+    },
+    [argmax],
+  );
 }
 
 /** F.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=True by default). */

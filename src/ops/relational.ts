@@ -111,7 +111,7 @@ export function rkdDistance(e: Tensor, options: { eps?: number } = {}): Tensor {
     const ge = distanceGradient(dev, gradDist, dist, e, e, { rows: batch, inner: batch, cols: features, wRow: batch, wCol: 1 });
     for (const t of [dots, gradDist, dist, total]) t.dispose();
     return [ge];
-  });
+  }, [dist, total]);
   if (!psi.requiresGrad) {
     dist.dispose();
     total.dispose();
@@ -188,7 +188,7 @@ export function rkdAngle(e: Tensor, options: { eps?: number } = {}): Tensor {
     });
     for (const t of [gradUnits, units, norms]) t.dispose();
     return [ge];
-  });
+  }, [units, norms]);
   if (!angle.requiresGrad) {
     units.dispose();
     norms.dispose();
