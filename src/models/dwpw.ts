@@ -9,7 +9,8 @@
 //   head    global average pool, linear 192 -> 11              2,123
 //
 // Strides adapt to the input so the last map is about 7x7: the number of stride-2 layers is round(log2(H/7))
-// (at most 5), placed in the order stage2, stage4, stem, stage1, stage3: 28x28 -> 7x7, 64x64 -> 8x8, 224x224 -> 7x7.
+// (at most 5), placed in the order stage1, stage3, stem, stage2, stage4 (downsampling early, as MobileNet does,
+// halves the work at 28x28): 28x28 -> 7x7, 64x64 -> 8x8, 224x224 -> 7x7.
 import type { Tensor } from '../tensor.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, DepthwiseSeparable, Linear, ReLU, Sequential } from '../nn/layers.js';
 import { Classifier, type Features } from './classifier.js';
@@ -24,7 +25,7 @@ export interface DwpwOptions {
 
 export function dwpwStrides(inputSize: number): [number, number, number, number, number] {
   const downsamples = Math.max(0, Math.min(5, Math.round(Math.log2(inputSize / 7))));
-  const order = [2, 4, 0, 1, 3]; // stage2, stage4, stem, stage1, stage3
+  const order = [1, 3, 0, 2, 4]; // stage1, stage3, stem, stage2, stage4
   const strides: [number, number, number, number, number] = [1, 1, 1, 1, 1];
   for (const i of order.slice(0, downsamples)) strides[i] = 2;
   return strides;
