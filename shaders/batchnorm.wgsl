@@ -1,62 +1,119 @@
-// BatchNorm2d over NCHW tensors, forward and backward.
+// BatchNorm2d over NCHW tensors, forward and backward, with an optional fused ReLU.
 //
-// A channel's elements are r = n * HW + s (batch n, spatial s), stored at x[(n * C + c) * HW + s]. Per-channel
-// reductions over those `count` = N * HW elements run in two fixed-order passes: workgroup (p, c) reduces the
-// contiguous range r in [p * chunk, (p + 1) * chunk) to one partial, then one workgroup per channel combines the
-// partials. Deterministic, no atomics.
+// Layout. Channel c's elements are r = n * HW + s (batch n, spatial s), stored at x[(n * C + c) * HW + s]. Every
+// per-element pass (statistics, normalise, gradient sums, input gradient) runs on the same grid: workgroup (p, c)
+// walks the contiguous range r in [p * chunk, (p + 1) * chunk) of channel c, its WG invocations striding by WG.
+// So the channel is uniform over a workgroup: its per-channel constants are loaded once per invocation (not per
+// element), each invocation handles chunk / WG elements (few workgroups: software adapters pay per workgroup), and
+// no element needs an integer division (a cursor steps through (n, s); see `Cursor`). Where HW % 4 == 0 the
+// `_vec4` entries do the same in units of 4 elements (a plane then starts on a 16-byte boundary), so one load
+// fetches 4 values.
+//
+// Reductions run in two fixed-order passes: each invocation of workgroup (p, c) writes its own partial (no
+// barrier in the per-element pass: on software adapters a workgroup tree costs as much as the loads), then one
+// workgroup per channel combines the channel's P * WG partials in a fixed order. Deterministic, no atomics.
 //
 // Statistics are numerically sound for data whose mean is large relative to its spread:
 //  - every value is taken relative to a per-channel pivot, the channel's first element (so x - pivot is exact for
 //    nearby values and the mean is stored as pivot + a small, precise offset), and
-//  - each invocation computes count, mean and M2 (sum of squared deviations) of its own few elements in two
-//    passes (mean, then squared deviations from it), and these are merged with Chan's formula; never
+//  - each invocation accumulates count, mean and M2 (sum of squared deviations) of its own elements with Welford
+//    updates (Chan's merge of single values or 4-value blocks), and these are merged with Chan's formula; never
 //    sum(x^2) - sum(x)^2 / n.
 //
-// The saved statistics `stats` are three rows of C values: [0, C) pivot, [C, 2C) mean - pivot, [2C, 3C) 1/std.
+// The saved statistics `stats` are five rows of C values:
+//   [0, C) pivot, [C, 2C) offset = mean - pivot, [2C, 3C) inv_std = 1/std, [3C, 4C) scale = weight * inv_std,
+//   [4C, 5C) shift = bias (0 without bias),
+// so y = ((x - pivot) - offset) * scale + shift, the subtraction first so no precision is lost to a large mean.
 // Training mode uses the batch statistics (biased variance); evaluation mode stores the running mean as the pivot,
 // 0 as the offset and 1/sqrt(running_var + eps).
+//
+// Fused ReLU (override RELU): the forward writes max(y, 0); the backward uses g = (out > 0) ? dy : 0 as the
+// gradient reaching the batch norm, reading the saved output `y_saved` as the mask. RELU and TRAINING are pipeline
+// constants, not uniforms, so each variant compiles without the other's branches and loads.
 
-struct Reduce {
-  count: u32,     // elements per channel: N * HW
-  hw: u32,        // H * W
+override RELU: bool = false;     // normalize, grad_partials, grad_input: the fused ReLU
+override TRAINING: bool = false; // grad_input: include the batch statistics' own gradients
+
+struct Chunked {
+  hw: u32,        // H * W (in vec4s for the _vec4 entries)
   channels: u32,
-  chunk: u32,     // elements per partial
-  partials: u32,  // partials per channel
+  count: u32,     // N * HW, elements per channel (in vec4s for the _vec4 entries)
+  chunk: u32,     // elements per workgroup (in vec4s for the _vec4 entries)
+  partials: u32,  // workgroups per channel: ceil(count / chunk)
+}
+struct PerChannel {
+  channels: u32,
+  hw: u32,        // H * W, in elements
+  count: u32,     // N * HW, in elements
+  partials: u32,
+  has_weight: u32,
+  has_bias: u32,
   eps: f32,
   momentum: f32,
 }
-struct Elementwise {
-  n: u32,         // N * C * HW
-  hw: u32,
-  channels: u32,
-  count: u32,     // N * HW (the backward divides by it)
-  has_weight: u32,
-  has_bias: u32,
-  training: u32,
-}
-struct RunningStats { channels: u32, eps: f32 }
 
-@group(0) @binding(0) var<uniform> rp: Reduce;
-@group(0) @binding(0) var<uniform> ep: Elementwise;
-@group(0) @binding(0) var<uniform> sp: RunningStats;
+@group(0) @binding(0) var<uniform> cp: Chunked;
+@group(0) @binding(0) var<uniform> pp: PerChannel;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> stats_in: array<f32>;
-@group(0) @binding(4) var<storage, read> weight: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read> partials_in: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(9) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(10) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(11) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(12) var<storage, read_write> grad_weight: array<f32>;
-@group(0) @binding(13) var<storage, read_write> grad_bias: array<f32>;
-@group(0) @binding(14) var<storage, read> sum_dy: array<f32>;
-@group(0) @binding(15) var<storage, read> sum_dy_xhat: array<f32>;
+@group(0) @binding(3) var<storage, read> y_saved: array<f32>;
+@group(0) @binding(4) var<storage, read> stats_in: array<f32>;
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read> partials_in: array<f32>;
+@group(0) @binding(8) var<storage, read> dx_coef_in: array<f32>;
+@group(0) @binding(9) var<storage, read_write> out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(11) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(12) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(13) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(14) var<storage, read_write> grad_weight: array<f32>;
+@group(0) @binding(15) var<storage, read_write> grad_bias: array<f32>;
+@group(0) @binding(16) var<storage, read_write> dx_coef: array<f32>;
+// The same tensors seen as vec4s (the _vec4 entries).
+@group(0) @binding(17) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(18) var<storage, read> grad_out4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read> y_saved4: array<vec4<f32>>;
+@group(0) @binding(20) var<storage, read_write> out4: array<vec4<f32>>;
 
-const WG: u32 = 256u;       // invocations of the partial (first-pass) kernels
-const FINAL_WG: u32 = 64u;  // invocations of the per-channel (second-pass) kernels
+const WG: u32 = 64u;        // invocations of the chunked kernels
+const FINAL_WG: u32 = 64u;  // invocations of the per-channel (second-pass) kernels: 8 * 8, see combine_moments
+
+// ---- walking a channel's range ---------------------------------------------------------------------------------
+
+// Invocation lid of workgroup (p, c) visits r = p * chunk + lid, + WG, ... < end. `i` is r's index in the tensor
+// (in vec4s for the _vec4 entries) and `s` its spatial offset; a step of WG adds `ds` = WG % hw to s and `step` =
+// (WG / hw) planes of stride C * hw plus ds to i, and `wrap` (to the next plane) when s passes hw. One division
+// per invocation, none per element.
+struct Cursor { i: u32, s: u32, r: u32, end: u32, ds: u32, step: u32, wrap: u32 }
+
+fn cursor_start(wid: vec3<u32>, lid: u32) -> Cursor {
+  let hw = cp.hw;
+  let plane_stride = cp.channels * hw;
+  let begin = wid.x * cp.chunk;
+  let r = begin + lid;
+  let n = r / hw;
+  let s = r - n * hw;
+  let ds = WG % hw;
+  return Cursor((n * cp.channels + wid.y) * hw + s, s, r, min(begin + cp.chunk, cp.count), ds,
+                (WG / hw) * plane_stride + ds, plane_stride - hw);
+}
+
+fn advance(cur: ptr<function, Cursor>) {
+  (*cur).r += WG;
+  (*cur).s += (*cur).ds;
+  (*cur).i += (*cur).step;
+  if ((*cur).s >= cp.hw) {
+    (*cur).s -= cp.hw;
+    (*cur).i += (*cur).wrap;
+  }
+}
+
+// Per-channel rows of the saved statistics.
+fn pivot_of(c: u32) -> f32 { return stats_in[c]; }
+fn offset_of(c: u32) -> f32 { return stats_in[cp.channels + c]; }
+fn scale_of(c: u32) -> f32 { return stats_in[3u * cp.channels + c]; }
+fn shift_of(c: u32) -> f32 { return stats_in[4u * cp.channels + c]; }
 
 // ---- moments: (count, mean, M2) with Chan's parallel merge -----------------------------------------------------
 
@@ -71,132 +128,123 @@ fn merge(a: Moments, b: Moments) -> Moments {
   return Moments(n, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.n * b_share);
 }
 
-var<workgroup> wg_moments: array<Moments, WG>;
-var<workgroup> wg_sums: array<vec2<f32>, WG>;
+var<workgroup> wg_moments: array<Moments, FINAL_WG>;
+var<workgroup> wg_sums: array<vec2<f32>, FINAL_WG>;
 
-// Fixed-order tree over the first `size` entries of wg_moments; the result lands in entry 0.
-fn merge_tree(lid: u32, size: u32) {
-  for (var stride = size / 2u; stride > 0u; stride = stride / 2u) {
-    if (lid < stride) { wg_moments[lid] = merge(wg_moments[lid], wg_moments[lid + stride]); }
-    workgroupBarrier();
+// The per-channel kernels combine FINAL_WG = 8 * 8 values in a fixed order with two barriers (a binary tree would
+// take six): eight invocations each combine eight neighbours, then invocation 0 combines those eight.
+fn combine_moments(lid: u32, m: Moments) -> Moments {
+  wg_moments[lid] = m;
+  workgroupBarrier();
+  if (lid < 8u) {
+    var t = wg_moments[lid * 8u];
+    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[lid * 8u + k]); }
+    wg_moments[lid * 8u] = t;
   }
-}
-
-fn sum_tree(lid: u32, size: u32) {
-  for (var stride = size / 2u; stride > 0u; stride = stride / 2u) {
-    if (lid < stride) { wg_sums[lid] = wg_sums[lid] + wg_sums[lid + stride]; }
-    workgroupBarrier();
+  workgroupBarrier();
+  var t = wg_moments[0];
+  if (lid == 0u) {
+    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[k * 8u]); }
   }
+  return t; // the total in invocation 0
 }
 
-// Walks a channel's elements r = begin + lid, begin + lid + WG, ... as (batch n, spatial s) without dividing
-// per element (integer division is slow, and on CPU adapters it does not vectorise).
-struct ChannelCursor { n: u32, s: u32 }
-
-fn cursor_at(r: u32) -> ChannelCursor {
-  let n = r / rp.hw;
-  return ChannelCursor(n, r - n * rp.hw);
-}
-
-fn advance(cur: ChannelCursor) -> ChannelCursor {
-  var next = ChannelCursor(cur.n + WG / rp.hw, cur.s + WG % rp.hw);
-  if (next.s >= rp.hw) {
-    next.s -= rp.hw;
-    next.n += 1u;
+fn combine_sums(lid: u32, v: vec2<f32>) -> vec2<f32> {
+  wg_sums[lid] = v;
+  workgroupBarrier();
+  if (lid < 8u) {
+    var t = wg_sums[lid * 8u];
+    for (var k = 1u; k < 8u; k++) { t += wg_sums[lid * 8u + k]; }
+    wg_sums[lid * 8u] = t;
   }
-  return next;
-}
-
-fn element_index(c: u32, cur: ChannelCursor) -> u32 {
-  return (cur.n * rp.channels + c) * rp.hw + cur.s;
-}
-
-// The elementwise kernels run on workgroups [ceil(HW / 64), C, N] of 64 invocations: the channel and batch
-// index come from the grid, not from dividing a flat index. Returns the flat index, or ep.n when out of range.
-const ELEMENTWISE_WG: u32 = 64u;
-
-fn grid_element(wid: vec3<u32>, lid: u32) -> u32 {
-  let s = wid.x * ELEMENTWISE_WG + lid;
-  if (s >= ep.hw) { return ep.n; }
-  return (wid.z * ep.channels + wid.y) * ep.hw + s;
+  workgroupBarrier();
+  var t = wg_sums[0];
+  if (lid == 0u) {
+    for (var k = 1u; k < 8u; k++) { t += wg_sums[k * 8u]; }
+  }
+  return t; // the total in invocation 0
 }
 
 // ---- forward: batch statistics ---------------------------------------------------------------------------------
 
-// Workgroup (p, c): moments of x - pivot over the channel's p-th chunk -> partials[(c * P + p) * 3 + {0, 1, 2}].
-@compute @workgroup_size(256)
-fn stats_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let p = wid.x;
-  let c = wid.y;
-  let pivot = x[c * rp.hw];
-  let begin = p * rp.chunk;
-  let end = min(begin + rp.chunk, rp.count);
-  // Two passes over the invocation's own elements (chunk / WG of them, cached after the first): their mean, then
-  // the squared deviations from it.
-  var n = 0.0;
-  var sum = 0.0;
-  var cur = cursor_at(begin + lid);
-  for (var r = begin + lid; r < end; r += WG) {
-    sum += x[element_index(c, cur)] - pivot;
-    n += 1.0;
-    cur = advance(cur);
-  }
-  let mean = select(0.0, sum / n, n > 0.0);
-  var m2 = 0.0;
-  cur = cursor_at(begin + lid);
-  for (var r = begin + lid; r < end; r += WG) {
-    let d = (x[element_index(c, cur)] - pivot) - mean;
-    m2 += d * d;
-    cur = advance(cur);
-  }
-  wg_moments[lid] = Moments(n, mean, m2);
-  workgroupBarrier();
-  merge_tree(lid, WG);
-  if (lid == 0u) {
-    let at = (c * rp.partials + p) * 3u;
-    partials[at] = wg_moments[0].n;
-    partials[at + 1u] = wg_moments[0].mean;
-    partials[at + 2u] = wg_moments[0].m2;
-  }
+// Invocation lid of workgroup (p, c): moments of x - pivot over its elements of the channel's p-th chunk ->
+// partials[((c * P + p) * WG + lid) * 3 + {0, 1, 2}].
+fn store_moments_partial(wid: vec3<u32>, lid: u32, m: Moments) {
+  let at = ((wid.y * cp.partials + wid.x) * WG + lid) * 3u;
+  partials[at] = m.n;
+  partials[at + 1u] = m.mean;
+  partials[at + 2u] = m.m2;
 }
 
-// One workgroup per channel: merges the channel's partials (fixed order) into the saved statistics.
+@compute @workgroup_size(WG)
+fn stats_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let pivot = x[wid.y * cp.hw];
+  var m = Moments(0.0, 0.0, 0.0);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    m = merge(m, Moments(1.0, x[cur.i] - pivot, 0.0)); // Welford: one value at a time
+  }
+  store_moments_partial(wid, lid, m);
+}
+
+@compute @workgroup_size(WG)
+fn stats_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let pivot = x4[wid.y * cp.hw].x;
+  var m = Moments(0.0, 0.0, 0.0);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    // Two-pass moments of the 4 values, merged as a block.
+    let d = x4[cur.i] - pivot;
+    let block_mean = (d.x + d.y + d.z + d.w) * 0.25;
+    let e = d - block_mean;
+    m = merge(m, Moments(4.0, block_mean, dot(e, e)));
+  }
+  store_moments_partial(wid, lid, m);
+}
+
+// One workgroup per channel: merges the channel's P * WG partials (fixed order) and writes its five statistics rows.
 fn finalize_moments(c: u32, lid: u32) -> Moments {
   var m = Moments(0.0, 0.0, 0.0);
-  for (var p = lid; p < rp.partials; p += FINAL_WG) {
-    let at = (c * rp.partials + p) * 3u;
+  let entries = pp.partials * WG;
+  for (var k = lid; k < entries; k += FINAL_WG) {
+    let at = (c * entries + k) * 3u;
     m = merge(m, Moments(partials_in[at], partials_in[at + 1u], partials_in[at + 2u]));
   }
-  wg_moments[lid] = m;
-  workgroupBarrier();
-  merge_tree(lid, FINAL_WG);
-  return wg_moments[0];
+  return combine_moments(lid, m);
 }
 
-fn write_stats(c: u32, m: Moments) {
-  stats[c] = x[c * rp.hw];
-  stats[rp.channels + c] = m.mean;
-  stats[2u * rp.channels + c] = 1.0 / sqrt(m.m2 / m.n + rp.eps);  // biased variance normalises
+fn write_stats(c: u32, pivot: f32, offset: f32, inv_std: f32) {
+  var w = 1.0;
+  if (pp.has_weight != 0u) { w = weight[c]; }
+  var b = 0.0;
+  if (pp.has_bias != 0u) { b = bias[c]; }
+  stats[c] = pivot;
+  stats[pp.channels + c] = offset;
+  stats[2u * pp.channels + c] = inv_std;
+  stats[3u * pp.channels + c] = w * inv_std;
+  stats[4u * pp.channels + c] = b;
 }
 
-@compute @workgroup_size(64)
+fn write_batch_stats(c: u32, m: Moments) {
+  write_stats(c, x[c * pp.hw], m.mean, 1.0 / sqrt(m.m2 / m.n + pp.eps)); // biased variance normalises
+}
+
+@compute @workgroup_size(FINAL_WG)
 fn stats_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let m = finalize_moments(wid.x, lid);
-  if (lid == 0u) { write_stats(wid.x, m); }
+  if (lid == 0u) { write_batch_stats(wid.x, m); }
 }
 
 // Same, and updates the running statistics in place: running = (1 - momentum) * running + momentum * batch, with
 // the unbiased variance M2 / (n - 1).
-@compute @workgroup_size(64)
+@compute @workgroup_size(FINAL_WG)
 fn stats_finalize_update_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   let m = finalize_moments(c, lid);
   if (lid == 0u) {
-    write_stats(c, m);
-    let batch_mean = x[c * rp.hw] + m.mean;
+    write_batch_stats(c, m);
+    let batch_mean = x[c * pp.hw] + m.mean;
     let unbiased_var = m.m2 / (m.n - 1.0);
-    running_mean[c] = (1.0 - rp.momentum) * running_mean[c] + rp.momentum * batch_mean;
-    running_var[c] = (1.0 - rp.momentum) * running_var[c] + rp.momentum * unbiased_var;
+    running_mean[c] = (1.0 - pp.momentum) * running_mean[c] + pp.momentum * batch_mean;
+    running_var[c] = (1.0 - pp.momentum) * running_var[c] + pp.momentum * unbiased_var;
   }
 }
 
@@ -205,99 +253,150 @@ fn stats_finalize_update_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin
 @compute @workgroup_size(64)
 fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
-  if (c >= sp.channels) { return; }
-  stats[c] = running_mean[c];
-  stats[sp.channels + c] = 0.0;
-  stats[2u * sp.channels + c] = 1.0 / sqrt(running_var[c] + sp.eps);
+  if (c >= pp.channels) { return; }
+  write_stats(c, running_mean[c], 0.0, 1.0 / sqrt(running_var[c] + pp.eps));
 }
 
-// ---- forward: normalise ---------------------------------------------------------------------------------------
+// ---- forward: normalise (and ReLU) ----------------------------------------------------------------------------
 
-fn weight_of(c: u32) -> f32 {
-  if (ep.has_weight != 0u) { return weight[c]; }
-  return 1.0;
-}
-
-fn bias_of(c: u32) -> f32 {
-  if (ep.has_bias != 0u) { return bias[c]; }
-  return 0.0;
-}
-
-// (x - mean) / std, computed as ((x - pivot) - offset) * inv_std so no precision is lost to a large mean.
-fn normalized(i: u32, c: u32) -> f32 {
-  return ((x[i] - stats_in[c]) - stats_in[ep.channels + c]) * stats_in[2u * ep.channels + c];
-}
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = grid_element(wid, lid);
-  if (i >= ep.n) { return; }
   let c = wid.y;
-  out[i] = normalized(i, c) * weight_of(c) + bias_of(c);
+  let pivot = pivot_of(c);
+  let offset = offset_of(c);
+  let scale = scale_of(c);
+  let shift = shift_of(c);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    let y = ((x[cur.i] - pivot) - offset) * scale + shift;
+    out[cur.i] = select(y, max(y, 0.0), RELU);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let pivot = pivot_of(c);
+  let offset = offset_of(c);
+  let scale = scale_of(c);
+  let shift = shift_of(c);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    let y = ((x4[cur.i] - pivot) - offset) * scale + shift;
+    out4[cur.i] = select(y, max(y, vec4<f32>(0.0)), RELU);
+  }
 }
 
 // ---- backward -------------------------------------------------------------------------------------------------
 
-// Workgroup (p, c): (sum of dy, sum of dy * x_hat) over the channel's p-th chunk -> partials[(c * P + p) * 2 + {0, 1}].
-@compute @workgroup_size(256)
-fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let p = wid.x;
-  let c = wid.y;
-  let pivot = stats_in[c];
-  let offset = stats_in[rp.channels + c];
-  let inv_std = stats_in[2u * rp.channels + c];
-  let begin = p * rp.chunk;
-  let end = min(begin + rp.chunk, rp.count);
-  var acc = vec2<f32>(0.0, 0.0);
-  var cur = cursor_at(begin + lid);
-  for (var r = begin + lid; r < end; r += WG) {
-    let i = element_index(c, cur);
-    cur = advance(cur);
-    let dy = grad_out[i];
-    acc += vec2<f32>(dy, dy * ((x[i] - pivot) - offset) * inv_std);
-  }
-  wg_sums[lid] = acc;
-  workgroupBarrier();
-  sum_tree(lid, WG);
-  if (lid == 0u) {
-    let at = (c * rp.partials + p) * 2u;
-    partials[at] = wg_sums[0].x;
-    partials[at + 1u] = wg_sums[0].y;
-  }
+// The gradient reaching the batch norm: dy, masked by (out > 0) when the ReLU is fused.
+fn bn_grad(i: u32) -> f32 {
+  let dy = grad_out[i];
+  if (RELU) { return select(0.0, dy, y_saved[i] > 0.0); }
+  return dy;
 }
 
-// One workgroup per channel: grad_bias = sum of dy, grad_weight = sum of dy * x_hat (fixed order).
-@compute @workgroup_size(64)
+fn bn_grad4(i: u32) -> vec4<f32> {
+  let dy = grad_out4[i];
+  if (RELU) { return select(vec4<f32>(0.0), dy, y_saved4[i] > vec4<f32>(0.0)); }
+  return dy;
+}
+
+// Invocation lid of workgroup (p, c): (sum of g, sum of g * (x - mean)) over its elements of the channel's p-th
+// chunk -> partials[((c * P + p) * WG + lid) * 2 + {0, 1}]. x - mean is taken as (x - pivot) - offset;
+// grad_finalize multiplies by inv_std (x_hat = (x - mean) * inv_std).
+fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
+  let at = ((wid.y * cp.partials + wid.x) * WG + lid) * 2u;
+  partials[at] = acc.x;
+  partials[at + 1u] = acc.y;
+}
+
+@compute @workgroup_size(WG)
+fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let pivot = pivot_of(wid.y);
+  let offset = offset_of(wid.y);
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    let g = bn_grad(cur.i);
+    acc += vec2<f32>(g, g * ((x[cur.i] - pivot) - offset));
+  }
+  store_sums_partial(wid, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let pivot = pivot_of(wid.y);
+  let offset = offset_of(wid.y);
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    let g = bn_grad4(cur.i);
+    let centred = (x4[cur.i] - pivot) - offset;
+    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, centred));
+  }
+  store_sums_partial(wid, lid, acc);
+}
+
+// One workgroup per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
+// coefficients of the training-mode input gradient
+//   dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)) = scale * g + k_centred * (x - mean) + k_const,
+//   k_centred = -scale * inv_std * mean(g * x_hat), k_const = -scale * mean(g)   -> dx_coef[c], dx_coef[C + c].
+@compute @workgroup_size(FINAL_WG)
 fn grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   var acc = vec2<f32>(0.0, 0.0);
-  for (var p = lid; p < rp.partials; p += FINAL_WG) {
-    let at = (c * rp.partials + p) * 2u;
+  let entries = pp.partials * WG;
+  for (var k = lid; k < entries; k += FINAL_WG) {
+    let at = (c * entries + k) * 2u;
     acc += vec2<f32>(partials_in[at], partials_in[at + 1u]);
   }
-  wg_sums[lid] = acc;
-  workgroupBarrier();
-  sum_tree(lid, FINAL_WG);
+  let total = combine_sums(lid, acc);
   if (lid == 0u) {
-    grad_bias[c] = wg_sums[0].x;
-    grad_weight[c] = wg_sums[0].y;
+    let inv_std = stats_in[2u * pp.channels + c];
+    let scale = stats_in[3u * pp.channels + c];
+    let sum_g = total.x;
+    let sum_g_xhat = total.y * inv_std;
+    grad_bias[c] = sum_g;
+    grad_weight[c] = sum_g_xhat;
+    let inv_count = 1.0 / f32(pp.count);
+    dx_coef[c] = -scale * inv_std * (sum_g_xhat * inv_count);
+    dx_coef[pp.channels + c] = -scale * (sum_g * inv_count);
   }
 }
 
-// Training: dx = weight * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), the batch statistics' own
-// gradients included. Evaluation: the statistics are constants and the map is affine, dx = weight * inv_std * dy.
-// The per-channel sums are grad_finalize's outputs, read back here as sum_dy (= grad_bias) and
-// sum_dy_xhat (= grad_weight).
-@compute @workgroup_size(64)
+// Training: dx = scale * g + k_centred * ((x - pivot) - offset) + k_const, the batch statistics' own gradients
+// included. Evaluation: the statistics are constants and the map is affine, dx = scale * g.
+@compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = grid_element(wid, lid);
-  if (i >= ep.n) { return; }
   let c = wid.y;
-  let scale = weight_of(c) * stats_in[2u * ep.channels + c];
-  var dy = grad_out[i];
-  if (ep.training != 0u) {
-    let inv_count = 1.0 / f32(ep.count);
-    dy = dy - sum_dy[c] * inv_count - normalized(i, c) * sum_dy_xhat[c] * inv_count;
+  let scale = scale_of(c);
+  if (!TRAINING) {
+    for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+      out[cur.i] = scale * bn_grad(cur.i);
+    }
+    return;
   }
-  out[i] = scale * dy;
+  let pivot = pivot_of(c);
+  let offset = offset_of(c);
+  let k_centred = dx_coef_in[c];
+  let k_const = dx_coef_in[cp.channels + c];
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    out[cur.i] = scale * bn_grad(cur.i) + k_centred * ((x[cur.i] - pivot) - offset) + k_const;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let scale = scale_of(c);
+  if (!TRAINING) {
+    for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+      out4[cur.i] = scale * bn_grad4(cur.i);
+    }
+    return;
+  }
+  let pivot = pivot_of(c);
+  let offset = offset_of(c);
+  let k_centred = dx_coef_in[c];
+  let k_const = dx_coef_in[cp.channels + c];
+  for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
+    out4[cur.i] = scale * bn_grad4(cur.i) + k_centred * ((x4[cur.i] - pivot) - offset) + k_const;
+  }
 }

@@ -226,6 +226,174 @@ describe('batchNorm2d with more partials per channel than the combining workgrou
   });
 });
 
+// One checkOp for train or eval mode, with or without the affine map and the fused ReLU.
+async function checkBatchNorm(c: {
+  shape: number[];
+  training: boolean;
+  relu?: boolean;
+  affine?: boolean;
+  x?: { std?: number; data?: Float64Array };
+  weight?: number[];
+  bias?: number[];
+  tol: { fwd: number; bwd: number; fd?: number };
+}): Promise<void> {
+  const { shape, training, relu = false, affine = true } = c;
+  const ch = shape[1];
+  const inputs: Record<string, { shape: number[]; std?: number; data?: ArrayLike<number>; requiresGrad?: boolean }> = {
+    x: { shape, ...c.x },
+  };
+  if (!training) {
+    inputs.runningMean = { shape: [ch], requiresGrad: false };
+    inputs.runningVar = { shape: [ch], data: uniform(ch, 3, 0.2, 4), requiresGrad: false };
+  }
+  if (affine) {
+    inputs.weight = { shape: [ch], data: c.weight };
+    inputs.bias = { shape: [ch], data: c.bias };
+  }
+  const refOptions = (x: Record<string, Float64Array>) => ({
+    training,
+    relu,
+    runningMean: x.runningMean,
+    runningVar: x.runningVar,
+    weight: x.weight,
+    bias: x.bias,
+  });
+  await checkOp({
+    name: `batchNorm2d ${training ? 'train' : 'eval'}${relu ? ' + relu' : ''} [${shape}]`,
+    inputs,
+    gpu: (t) => batchNorm2d(t.x, t.runningMean ?? null, t.runningVar ?? null, t.weight ?? null, t.bias ?? null, { training, relu }),
+    ref: (x) => ref.batchNorm2d(x.x, shape, refOptions(x)),
+    refBackward: (x, g) => {
+      const grads = ref.batchNorm2dBackward(x.x, shape, g, refOptions(x));
+      return affine ? grads : { x: grads.x };
+    },
+    tol: c.tol,
+  });
+}
+
+describe('batchNorm2d, 4 values per load where H * W % 4 == 0 (tolerance: forward rel 1e-5, backward rel 1e-4 (train) / 1e-5 (eval), reference vs FD 1e-5 / 1e-4 by size, 1e-6 eval)', () => {
+  // H * W of 4 (one vec4 per plane), 16, 48 (non-square), 320 (80 vec4s, more than a workgroup's 64 invocations),
+  // batch 1, channels 1/3/5/16/84, and 2112 * 4 = 8448 per channel: 2 partials, the last one short.
+  const trainShapes: { shape: number[]; fd: number }[] = [
+    { shape: [1, 1, 2, 2], fd: 1e-5 },
+    { shape: [2, 3, 4, 4], fd: 1e-5 },
+    { shape: [3, 5, 8, 6], fd: 1e-5 },
+    { shape: [1, 84, 2, 4], fd: 1e-5 },
+    { shape: [2, 16, 16, 20], fd: 1e-4 },
+    { shape: [4, 3, 44, 48], fd: 1e-4 },
+  ];
+  for (const { shape, fd } of trainShapes) {
+    it(`training [${shape}]`, async () => {
+      await checkBatchNorm({ shape, training: true, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-4, fd } });
+    });
+  }
+
+  it('training with a large mean, values 1000 + N(0, 1) [4, 2, 44, 48]', async () => {
+    const shape = [4, 2, 44, 48];
+    await checkBatchNorm({ shape, training: true, x: { data: normal(numelOf(shape), 8, 1000, 1) }, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  for (const shape of [
+    [1, 16, 4, 4],
+    [2, 5, 8, 12],
+  ]) {
+    it(`evaluation [${shape}]`, async () => {
+      await checkBatchNorm({ shape, training: false, x: { std: 3 }, tol: { fwd: 1e-5, bwd: 1e-5 } });
+    });
+  }
+});
+
+describe('batchNorm2d with the fused ReLU = relu(batch_norm(x)), both paths (tolerance: forward rel 1e-5, backward rel 1e-4 (train) / 1e-5 (eval), reference vs FD 1e-5 / 1e-4 by size, 1e-6 eval)', () => {
+  // Scalar path (H * W odd) and 4-value path (H * W % 4 == 0); the bias spreads the ReLU's cut over the range.
+  const trainShapes: { shape: number[]; fd: number }[] = [
+    { shape: [1, 1, 7, 7], fd: 1e-5 },
+    { shape: [2, 3, 13, 7], fd: 1e-5 },
+    { shape: [3, 16, 7, 7], fd: 1e-5 },
+    { shape: [2, 84, 5, 3], fd: 1e-5 },
+    { shape: [3, 5, 8, 6], fd: 1e-5 },
+    { shape: [4, 3, 45, 47], fd: 1e-4 },
+    { shape: [4, 3, 44, 48], fd: 1e-4 },
+  ];
+  for (const { shape, fd } of trainShapes) {
+    it(`training [${shape}]`, async () => {
+      await checkBatchNorm({ shape, training: true, relu: true, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-4, fd } });
+    });
+  }
+
+  it('training without weight and bias [3, 5, 13, 7] and [2, 3, 4, 4]', async () => {
+    await checkBatchNorm({ shape: [3, 5, 13, 7], training: true, relu: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+    await checkBatchNorm({ shape: [2, 3, 4, 4], training: true, relu: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  it('training with a large mean, values 1000 + N(0, 1) [2, 3, 29, 13]', async () => {
+    const shape = [2, 3, 29, 13];
+    await checkBatchNorm({ shape, training: true, relu: true, x: { data: normal(numelOf(shape), 9, 1000, 1) }, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  it('a channel the ReLU cuts entirely (bias -20) gets exactly zero gradients; the others do not', async () => {
+    for (const shape of [
+      [2, 3, 13, 7],
+      [2, 3, 4, 8],
+    ]) {
+      await checkBatchNorm({ shape, training: true, relu: true, weight: [1, 0.5, -1.5], bias: [0.3, -20, 0], tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+    }
+  });
+
+  for (const shape of [
+    [1, 3, 7, 7],
+    [2, 5, 13, 29],
+    [3, 84, 3, 5],
+    [2, 5, 8, 12],
+  ]) {
+    it(`evaluation [${shape}]`, async () => {
+      await checkBatchNorm({ shape, training: false, relu: true, x: { std: 3 }, tol: { fwd: 1e-5, bwd: 1e-5 } });
+    });
+  }
+
+  it('evaluation, only weight and bias need gradients (frozen input) [2, 3, 5, 7] and [2, 3, 4, 4]', async () => {
+    for (const shape of [
+      [2, 3, 5, 7],
+      [2, 3, 4, 4],
+    ]) {
+      const o = { training: false, relu: true };
+      await checkOp({
+        name: `batchNorm2d eval + relu, x frozen [${shape}]`,
+        inputs: {
+          x: { shape, requiresGrad: false },
+          runningMean: { shape: [3], requiresGrad: false },
+          runningVar: { shape: [3], data: [0.5, 1, 2], requiresGrad: false },
+          weight: { shape: [3] },
+          bias: { shape: [3] },
+        },
+        gpu: (t) => batchNorm2d(t.x, t.runningMean, t.runningVar, t.weight, t.bias, o),
+        ref: (x) => ref.batchNorm2d(x.x, shape, { ...o, runningMean: x.runningMean, runningVar: x.runningVar, weight: x.weight, bias: x.bias }),
+        refBackward: (x, g) => {
+          const grads = ref.batchNorm2dBackward(x.x, shape, g, { ...o, runningMean: x.runningMean, runningVar: x.runningVar, weight: x.weight, bias: x.bias });
+          return { weight: grads.weight, bias: grads.bias };
+        },
+        tol: { fwd: 1e-5, bwd: 1e-5 },
+      });
+    }
+  });
+
+  it('updates the running statistics exactly as without the ReLU (tolerance: rel 1e-5)', async () => {
+    for (const shape of [
+      [2, 3, 13, 7],
+      [2, 3, 4, 8],
+    ]) {
+      const xData = Float64Array.from(Float32Array.from(normal(numelOf(shape), 14, 0.5, 1.5)));
+      const x = Tensor.fromArray(xData, shape);
+      const runningMean = Tensor.fromArray([0.1, 0.2, 0.3], [3]);
+      const runningVar = Tensor.fromArray([1, 2, 0.5], [3]);
+      const y = batchNorm2d(x, runningMean, runningVar, null, null, { training: true, relu: true });
+      expectClose(await y.toArray(), ref.batchNorm2d(xData, shape, { training: true, relu: true }), 1e-5, 'output');
+      const want = ref.updatedRunningStats(xData, shape, Float64Array.from(Float32Array.from([0.1, 0.2, 0.3])), Float64Array.from([1, 2, 0.5]));
+      expectClose(await runningMean.toArray(), want.mean, 1e-5, 'running mean');
+      expectClose(await runningVar.toArray(), want.variance, 1e-5, 'running var');
+    }
+  });
+});
+
 describe('batchNorm2d determinism and argument checks', () => {
   it('same input, same bits (forward and all gradients)', async () => {
     const shape = [4, 16, 29, 29];
@@ -234,6 +402,22 @@ describe('batchNorm2d determinism and argument checks', () => {
       const weight = Tensor.rand([16], { seed: 22, requiresGrad: true });
       const bias = Tensor.rand([16], { seed: 23, requiresGrad: true });
       const y = batchNorm2d(x, null, null, weight, bias, { training: true });
+      const yData = await y.toArray();
+      y.backward(Tensor.randn(shape, { seed: 24 }));
+      return [yData, await x.grad!.toArray(), await weight.grad!.toArray(), await bias.grad!.toArray()];
+    };
+    const first = await run();
+    const second = await run();
+    first.forEach((a, k) => expect(Buffer.from(a.buffer).equals(Buffer.from(second[k].buffer)), `output ${k}`).toBe(true));
+  });
+
+  it('same input, same bits with 4 values per load and the fused ReLU [4, 16, 28, 28]', async () => {
+    const shape = [4, 16, 28, 28];
+    const run = async () => {
+      const x = Tensor.randn(shape, { seed: 21, requiresGrad: true });
+      const weight = Tensor.rand([16], { seed: 22, requiresGrad: true });
+      const bias = Tensor.rand([16], { seed: 23, low: -0.5, high: 0.5, requiresGrad: true });
+      const y = batchNorm2d(x, null, null, weight, bias, { training: true, relu: true });
       const yData = await y.toArray();
       y.backward(Tensor.randn(shape, { seed: 24 }));
       return [yData, await x.grad!.toArray(), await weight.grad!.toArray(), await bias.grad!.toArray()];

@@ -1,9 +1,12 @@
-// BatchNorm2d (PyTorch's F.batch_norm on NCHW input), forward and backward side by side.
+// BatchNorm2d (PyTorch's F.batch_norm on NCHW input), forward and backward side by side, with an optional fused
+// ReLU (F.relu(F.batch_norm(...)) in the same kernels).
 //
 // Training mode normalises with the batch mean and biased variance over (N, H, W) and updates the running
-// statistics in place (unbiased variance); evaluation mode normalises with the running statistics. The
-// per-channel reductions over N * H * W are two-pass parallel reductions (partials, then a fixed-order combine);
-// see shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay precise for large means.
+// statistics in place (unbiased variance); evaluation mode normalises with the running statistics. Every
+// per-element pass runs one workgroup per (chunk of a channel), so per-channel constants are loaded once per
+// invocation; the per-channel reductions over N * H * W are two-pass parallel reductions (partials, then a
+// fixed-order combine). See shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay
+// precise for large means.
 import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
 
@@ -12,33 +15,67 @@ export interface BatchNormOptions {
   /** Weight of the batch statistic in the running-average update (default 0.1). */
   momentum?: number;
   eps?: number; // default 1e-5
+  /**
+   * Fused ReLU (not a PyTorch option): returns max(batch_norm(x), 0), exactly F.relu(F.batch_norm(...)), in the
+   * same kernel; the backward masks the output gradient with (output > 0) as relu's does. Default false.
+   */
+  relu?: boolean;
 }
 
-const WG = 256; // invocations of the partial kernels
-const ELEMENTWISE_WG = 64; // invocations of the elementwise kernels, which run on a [ceil(HW / 64), C, N] grid
-const ITEMS_PER_INVOCATION = 32; // elements each invocation of a partial kernel reduces
-const CHUNK = WG * ITEMS_PER_INVOCATION; // elements per partial
+const CHUNK = 8192; // elements of one channel each workgroup of a per-element pass covers (a multiple of 4)
+const WG = 64; // invocations of a per-element pass (WG in the shader); each writes its own reduction partial
 
 interface Layout {
   batch: number;
   channels: number;
   hw: number;
   count: number; // elements per channel, N * H * W
-  partials: number; // partials per channel
+  partials: number; // workgroups per channel
+  vec4: boolean; // H * W % 4 == 0: the per-element passes move 4 values per load (the `_vec4` entries)
 }
 
 function layoutOf(x: Tensor): Layout {
   const [batch, channels, h, w] = x.shape;
   const count = batch * h * w;
-  return { batch, channels, hw: h * w, count, partials: Math.max(1, Math.ceil(count / CHUNK)) };
+  return { batch, channels, hw: h * w, count, partials: Math.max(1, Math.ceil(count / CHUNK)), vec4: (h * w) % 4 === 0 };
 }
 
-function elementwiseGrid(l: Layout): [number, number, number] {
-  return [Math.ceil(l.hw / ELEMENTWISE_WG), l.channels, l.batch];
+// The vec4 entries see the same tensors through these bindings.
+const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', y_saved: 'y_saved4', out: 'out4' };
+
+/**
+ * Dispatches a per-element pass (`entry` or `entry_vec4`) on the [partials, channels] grid. `variant` sets the
+ * entry's pipeline constants (RELU, TRAINING): 0 or 1.
+ */
+function dispatchChunked(l: Layout, entry: string, bindings: Record<string, Tensor>, variant?: Record<string, number>): void {
+  const unit = l.vec4 ? 4 : 1;
+  const named = l.vec4 ? Object.fromEntries(Object.entries(bindings).map(([k, t]) => [VEC4_BINDING[k] ?? k, t])) : bindings;
+  const dev = bindings.x.device;
+  dev.dispatch('batchnorm', l.vec4 ? `${entry}_vec4` : entry, {
+    bindings: named,
+    params: {
+      hw: l.hw / unit,
+      channels: l.channels,
+      count: l.count / unit,
+      chunk: CHUNK / unit,
+      partials: l.partials,
+    },
+    workgroups: [l.partials, l.channels],
+    constants: variant,
+  });
 }
 
-function reduceParams(l: Layout, eps = 0, momentum = 0) {
-  return { count: l.count, hw: l.hw, channels: l.channels, chunk: CHUNK, partials: l.partials, eps, momentum };
+function perChannelParams(l: Layout, weight: Tensor | null, bias: Tensor | null, eps = 0, momentum = 0) {
+  return {
+    channels: l.channels,
+    hw: l.hw,
+    count: l.count,
+    partials: l.partials,
+    has_weight: weight ? 1 : 0,
+    has_bias: bias ? 1 : 0,
+    eps,
+    momentum,
+  };
 }
 
 function checkPerChannel(name: string, t: Tensor | null, channels: number): void {
@@ -48,41 +85,54 @@ function checkPerChannel(name: string, t: Tensor | null, channels: number): void
 }
 
 /**
- * The statistics batchNorm2d normalises with, as a [3, C] tensor (rows: pivot, mean - pivot, 1/std). Training:
- * the batch's, and runningMean/runningVar (when given) are updated in place. Evaluation: from the running
- * statistics. Exported for the benchmarks; use batchNorm2d.
+ * The per-channel constants batchNorm2d normalises with, as a [5, C] tensor (rows: pivot, mean - pivot, 1/std,
+ * scale = weight/std, shift = bias; see shaders/batchnorm.wgsl). Training: the batch's statistics, and
+ * runningMean/runningVar (when given) are updated in place. Evaluation: from the running statistics. Exported for
+ * the benchmarks; use batchNorm2d.
  */
-export function batchNormStats(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, options: BatchNormOptions): Tensor {
+export function batchNormStats(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  options: BatchNormOptions,
+): Tensor {
   const { training, momentum = 0.1, eps = 1e-5 } = options;
   const l = layoutOf(x);
   const dev = x.device;
-  const stats = Tensor.empty([3, l.channels], { device: dev });
+  const stats = Tensor.empty([5, l.channels], { device: dev });
+  // Absent weight/bias bindings are filled with x, which the kernels never read through them then.
+  const affine = { weight: weight ?? x, bias: bias ?? x };
+  const params = perChannelParams(l, weight, bias, eps, momentum);
   if (!training) {
     dev.dispatch('batchnorm', 'stats_from_running', {
-      bindings: { running_mean: runningMean!, running_var: runningVar!, stats },
-      params: { channels: l.channels, eps },
+      bindings: { running_mean: runningMean!, running_var: runningVar!, ...affine, stats },
+      params,
       workgroups: Math.ceil(l.channels / 64),
     });
     return stats;
   }
-  const partials = Tensor.empty([l.channels, l.partials, 3], { device: dev });
-  dev.dispatch('batchnorm', 'stats_partials', {
-    bindings: { x, partials },
-    params: reduceParams(l),
-    workgroups: [l.partials, l.channels],
-  });
-  const params = reduceParams(l, eps, momentum);
+  const partials = Tensor.empty([l.channels, l.partials * WG, 3], { device: dev });
+  dispatchChunked(l, 'stats_partials', { x, partials });
   if (runningMean && runningVar) {
     dev.dispatch('batchnorm', 'stats_finalize_update_running', {
-      bindings: { x, partials_in: partials, stats, running_mean: runningMean, running_var: runningVar },
+      bindings: { x, partials_in: partials, ...affine, stats, running_mean: runningMean, running_var: runningVar },
       params,
       workgroups: l.channels,
     });
   } else {
-    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, stats }, params, workgroups: l.channels });
+    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: l.channels });
   }
   partials.dispose();
   return stats;
+}
+
+/** y = (x - mean) / std * weight + bias (and max(y, 0) with relu) from the per-channel constants of batchNormStats. */
+export function batchNormApply(x: Tensor, stats: Tensor, relu = false): Tensor {
+  const out = Tensor.empty(x.shape, { device: x.device });
+  dispatchChunked(layoutOf(x), 'normalize', { x, stats_in: stats, out }, { RELU: relu ? 1 : 0 });
+  return out;
 }
 
 export interface BatchNormGrads {
@@ -92,35 +142,37 @@ export interface BatchNormGrads {
 }
 
 /**
- * Gradients of batchNorm2d given the saved statistics (from batchNormStats) and the output gradient. Exported for
- * the benchmarks; batchNorm2d records it on the tape.
+ * Gradients of batchNorm2d given the per-channel constants (from batchNormStats), the op's output (read only with
+ * the fused ReLU, as its mask) and the output gradient. Exported for the benchmarks; batchNorm2d records it on the
+ * tape.
  */
 export function batchNormBackward(
   x: Tensor,
+  output: Tensor,
   stats: Tensor,
-  weight: Tensor | null,
   gradOut: Tensor,
-  training: boolean,
+  options: { training: boolean; relu?: boolean },
   wanted: { x: boolean; weight: boolean; bias: boolean },
 ): BatchNormGrads {
   const l = layoutOf(x);
   const dev = x.device;
+  const { training, relu = false } = options;
+  // Without the ReLU the mask binding y_saved is filled with gradOut (never read then).
+  const common = { x, grad_out: gradOut, y_saved: relu ? output : gradOut, stats_in: stats };
   // Training needs the per-channel sums for dx too; evaluation only for the weight and bias gradients.
   const needSums = wanted.weight || wanted.bias || (training && wanted.x);
-  let sumDyXhat: Tensor | null = null; // = grad of weight
-  let sumDy: Tensor | null = null; // = grad of bias
+  let gradWeight: Tensor | null = null; // = sum of g * x_hat
+  let gradBias: Tensor | null = null; // = sum of g
+  let dxCoef: Tensor | null = null;
   if (needSums) {
-    const partials = Tensor.empty([l.channels, l.partials, 2], { device: dev });
-    dev.dispatch('batchnorm', 'grad_partials', {
-      bindings: { x, grad_out: gradOut, stats_in: stats, partials },
-      params: reduceParams(l),
-      workgroups: [l.partials, l.channels],
-    });
-    sumDyXhat = Tensor.empty([l.channels], { device: dev });
-    sumDy = Tensor.empty([l.channels], { device: dev });
+    const partials = Tensor.empty([l.channels, l.partials * WG, 2], { device: dev });
+    dispatchChunked(l, 'grad_partials', { ...common, partials }, { RELU: relu ? 1 : 0 });
+    gradWeight = Tensor.empty([l.channels], { device: dev });
+    gradBias = Tensor.empty([l.channels], { device: dev });
+    dxCoef = Tensor.empty([2, l.channels], { device: dev });
     dev.dispatch('batchnorm', 'grad_finalize', {
-      bindings: { partials_in: partials, grad_weight: sumDyXhat, grad_bias: sumDy },
-      params: reduceParams(l),
+      bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
+      params: perChannelParams(l, null, null),
       workgroups: l.channels,
     });
     partials.dispose();
@@ -128,38 +180,23 @@ export function batchNormBackward(
   let gradX: Tensor | null = null;
   if (wanted.x) {
     gradX = Tensor.empty(x.shape, { device: dev });
-    // Unused bindings (no weight; evaluation mode's sums) are filled with `stats`, which the kernel never reads then.
-    dev.dispatch('batchnorm', 'grad_input', {
-      bindings: {
-        x,
-        grad_out: gradOut,
-        stats_in: stats,
-        weight: weight ?? stats,
-        sum_dy: sumDy ?? stats,
-        sum_dy_xhat: sumDyXhat ?? stats,
-        out: gradX,
-      },
-      params: {
-        n: x.numel,
-        hw: l.hw,
-        channels: l.channels,
-        count: l.count,
-        has_weight: weight ? 1 : 0,
-        has_bias: 0,
-        training: training ? 1 : 0,
-      },
-      workgroups: elementwiseGrid(l),
+    // Evaluation mode never reads dx_coef_in (filled with stats then).
+    dispatchChunked(l, 'grad_input', { ...common, dx_coef_in: dxCoef ?? stats, out: gradX }, {
+      RELU: relu ? 1 : 0,
+      TRAINING: training ? 1 : 0,
     });
   }
-  if (!wanted.weight) sumDyXhat?.dispose();
-  if (!wanted.bias) sumDy?.dispose();
-  return { gradX, gradWeight: wanted.weight ? sumDyXhat : null, gradBias: wanted.bias ? sumDy : null };
+  dxCoef?.dispose();
+  if (!wanted.weight) gradWeight?.dispose();
+  if (!wanted.bias) gradBias?.dispose();
+  return { gradX, gradWeight: wanted.weight ? gradWeight : null, gradBias: wanted.bias ? gradBias : null };
 }
 
 /**
- * F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps) for x [N, C, H, W].
- * runningMean/runningVar [C] are required in evaluation mode; in training mode they are optional and, when given,
- * updated in place on the GPU. weight (gamma) and bias (beta) [C] are optional (identity affine map).
+ * F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps) for x [N, C, H, W], or with
+ * options.relu F.relu(F.batch_norm(...)) fused. runningMean/runningVar [C] are required in evaluation mode; in
+ * training mode they are optional and, when given, updated in place on the GPU. weight (gamma) and bias (beta) [C]
+ * are optional (identity affine map).
  */
 export function batchNorm2d(
   x: Tensor,
@@ -180,35 +217,27 @@ export function batchNorm2d(
   if (options.training && l.count < 2) {
     throw new Error(`batchNorm2d: expected more than 1 value per channel when training, got input ${shapeStr(x.shape)}`);
   }
-  const out = Tensor.empty(x.shape, { device: x.device });
-  if (x.numel === 0) return out;
+  if (x.numel === 0) return Tensor.empty(x.shape, { device: x.device });
 
-  const stats = batchNormStats(x, runningMean, runningVar, options);
-  // Unused weight/bias bindings are filled with `stats`, which the kernel never reads then.
-  x.device.dispatch('batchnorm', 'normalize', {
-    bindings: { x, stats_in: stats, weight: weight ?? stats, bias: bias ?? stats, out },
-    params: {
-      n: x.numel,
-      hw: l.hw,
-      channels: l.channels,
-      count: l.count,
-      has_weight: weight ? 1 : 0,
-      has_bias: bias ? 1 : 0,
-      training: options.training ? 1 : 0,
-    },
-    workgroups: elementwiseGrid(l),
-  });
+  const stats = batchNormStats(x, runningMean, runningVar, weight, bias, options);
+  const out = batchNormApply(x, stats, options.relu);
 
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  record(out, 'batch_norm', inputs, (g) => {
-    const grads = batchNormBackward(x, stats, weight, g, options.training, {
-      x: x.requiresGrad,
-      weight: !!weight?.requiresGrad,
-      bias: !!bias?.requiresGrad,
-    });
-    stats.dispose(); // the graph is used once
-    return [grads.gradX, ...(weight ? [grads.gradWeight] : []), ...(bias ? [grads.gradBias] : [])];
-  });
+  record(
+    out,
+    options.relu ? 'batch_norm_relu' : 'batch_norm',
+    inputs,
+    (g) => {
+      const grads = batchNormBackward(x, out, stats, g, options, {
+        x: x.requiresGrad,
+        weight: !!weight?.requiresGrad,
+        bias: !!bias?.requiresGrad,
+      });
+      stats.dispose(); // the graph is used once
+      return [grads.gradX, ...(weight ? [grads.gradWeight] : []), ...(bias ? [grads.gradBias] : [])];
+    },
+    [stats],
+  );
   if (!out.node) stats.dispose(); // nothing will run the backward
   return out;
 }

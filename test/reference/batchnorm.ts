@@ -1,4 +1,6 @@
-// Float64 references for BatchNorm2d (PyTorch semantics), NCHW. Plain loops, two-pass statistics.
+// Float64 references for BatchNorm2d (PyTorch semantics), NCHW. Plain loops, two-pass statistics. The fused ReLU
+// option is the composition F.relu(F.batch_norm(...)): relu of the forward, and the output gradient masked by
+// (output > 0) before the batch norm's backward.
 import type { Shape } from './common.js';
 
 export interface BatchNormRefOptions {
@@ -11,6 +13,8 @@ export interface BatchNormRefOptions {
   /** Optional affine parameters (absent: 1 and 0). */
   weight?: Float64Array;
   bias?: Float64Array;
+  /** Fused ReLU: relu(batchNorm2d(x)). */
+  relu?: boolean;
 }
 
 /** Batch mean and biased variance per channel over (N, H, W). */
@@ -58,24 +62,28 @@ export function batchNorm2d(x: Float64Array, shape: Shape, o: BatchNormRefOption
       }
     }
   }
+  if (o.relu) for (let i = 0; i < out.length; i++) out[i] = Math.max(out[i], 0);
   return out;
 }
 
 /**
  * Gradients of sum(batchNorm2d(x) * g). Training: the batch statistics depend on x,
  * dx = gamma * invStd * (g - mean(g) - xhat * mean(g * xhat)). Evaluation: dx = gamma * invStd * g.
- * Either way dweight = sum(g * xhat), dbias = sum(g) per channel.
+ * Either way dweight = sum(g * xhat), dbias = sum(g) per channel. With the fused ReLU, g is first masked by
+ * (output > 0), relu's backward.
  */
 export function batchNorm2dBackward(
   x: Float64Array,
   shape: Shape,
-  g: Float64Array,
+  gOut: Float64Array,
   o: BatchNormRefOptions,
 ): { x: Float64Array; weight: Float64Array; bias: Float64Array } {
   const [n, c, h, w] = shape;
   const hw = h * w;
   const count = n * hw;
   const { mean, invStd } = normalisation(x, shape, o);
+  const out = o.relu ? batchNorm2d(x, shape, o) : null;
+  const g = out ? gOut.map((gi, i) => (out[i] > 0 ? gi : 0)) : gOut;
   const dx = new Float64Array(x.length);
   const dWeight = new Float64Array(c);
   const dBias = new Float64Array(c);
