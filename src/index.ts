@@ -33,6 +33,7 @@ export * from './io/atomic.js';
 export * from './teacher/safetensors.js';
 export * from './teacher/outputs.js';
 export * from './teacher/export.js';
+export * from './teacher/torch.js';
 export * from './data/dataset.js';
 export * from './data/idx.js';
 export * from './data/fashion-mnist.js';

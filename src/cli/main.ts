@@ -130,23 +130,94 @@ const commands: Record<string, Command> = {
     },
   },
   teacher: {
-    summary: 'teacher export: run a teacher checkpoint over a dataset and write its outputs (logits, embedding, hints)',
-    usage: 'wgkd teacher export --checkpoint FILE --out FILE [--split train] [--views identity,hflip] [--hints layer2] [--f16] [--data DIR]',
+    summary: 'teacher export: run a teacher (wgkd checkpoint or converted torchvision weights) over a dataset and write its outputs',
+    usage:
+      'wgkd teacher export --checkpoint FILE --out FILE [--split train] [--views identity,hflip] [--hints layer2] [--f16] [--data DIR]\n' +
+      '       wgkd teacher export --weights FILE.safetensors --model resnet18 --dataset food11|fashion-mnist [--classes K] --out FILE\n' +
+      '                           [--data DIR] [--size 224] [--split train] [--views identity,hflip] [--hints layer2,layer3] [--f16]\n' +
+      '                           [--teacher-accuracy 0.9]   (--weights: a torchvision state dict converted by\n' +
+      '                           tools/teacher/convert_checkpoint.py; --size defaults to 224 for a 7x7-stem ResNet on food11)',
     run: async (args) => {
       const [sub, ...rest] = args;
       if (sub !== 'export') throw new Error(`teacher: unknown subcommand '${sub ?? ''}' (export)`);
-      const flags = parseFlags(rest, { checkpoint: 'string', out: 'string', split: 'string', views: 'string', hints: 'string', f16: 'boolean', data: 'string', size: 'number', batch: 'number', ...DEVICE_FLAGS }, 'teacher export');
-      if (!flags.checkpoint || !flags.out) throw new Error('teacher export: --checkpoint FILE and --out FILE are required');
-      const dev = await Device.open(deviceOptions(flags));
-      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const flags = parseFlags(
+        rest,
+        {
+          checkpoint: 'string',
+          weights: 'string',
+          model: 'string',
+          dataset: 'string',
+          classes: 'number',
+          teacherAccuracy: 'number',
+          out: 'string',
+          split: 'string',
+          views: 'string',
+          hints: 'string',
+          f16: 'boolean',
+          data: 'string',
+          size: 'number',
+          batch: 'number',
+          ...DEVICE_FLAGS,
+        },
+        'teacher export',
+      );
+      if (!flags.out) throw new Error('teacher export: --out FILE is required');
+      if (Boolean(flags.checkpoint) === Boolean(flags.weights)) {
+        throw new Error('teacher export: give one of --checkpoint FILE (a wgkd checkpoint) or --weights FILE (a converted torchvision state dict)');
+      }
+      if (flags.weights && !flags.dataset) throw new Error('teacher export: --weights needs --dataset fashion-mnist|food11');
       const split = (flags.split as SplitRole | undefined) ?? 'train';
-      const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
-      const views = flags.views ? String(flags.views).split(',') : ['identity'];
+      const dev = await Device.open(deviceOptions(flags));
+      let teacher: ReturnType<typeof createModel>;
+      let ds: Awaited<ReturnType<typeof openDataset>>;
+      let teacherName: string;
+      let teacherAccuracy: number | null;
+      if (flags.checkpoint) {
+        for (const f of ['model', 'dataset', 'classes'] as const) {
+          if (flags[f] !== undefined) throw new Error(`teacher export: --${f} goes with --weights (a wgkd checkpoint records its own)`);
+        }
+        const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+        teacher = model;
+        ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
+        teacherName = `${ckpt.state.model} ${String(flags.checkpoint)}`;
+        teacherAccuracy = (flags.teacherAccuracy as number | undefined) ?? ckpt.state.valAccuracy;
+      } else {
+        // Loaded here, not at the top of the file: only this path needs it.
+        const { loadTorchWeights, torchResNetShape } = await import('../teacher/torch.js');
+        const weights = String(flags.weights);
+        const modelName = String(flags.model ?? 'resnet18');
+        const datasetName = String(flags.dataset);
+        // A torchvision ResNet's file says its stem and class count; other models rely on the flags.
+        const resnet = modelName.startsWith('resnet') ? torchResNetShape(weights) : null;
+        const size = (flags.size as number | undefined) ?? (datasetName === 'food11' && resnet?.stemKernel === 7 ? 224 : undefined);
+        ds = await openDataset(datasetName, split, dataOptions({ ...flags, size }, {}));
+        const numClasses = (flags.classes as number | undefined) ?? resnet?.numClasses ?? ds.numClasses;
+        if (resnet && resnet.numClasses !== numClasses) {
+          throw new Error(`teacher export: --classes ${numClasses} but ${weights} has fc.weight for ${resnet.numClasses} classes`);
+        }
+        if (numClasses !== ds.numClasses) {
+          throw new Error(`teacher export: the teacher has ${numClasses} classes but ${ds.name} has ${ds.numClasses}; teacher outputs need K = ${ds.numClasses}`);
+        }
+        if (modelName === 'resnet18' && resnet && (resnet.stemKernel === 7) !== ds.height >= 112) {
+          throw new Error(
+            `teacher export: ${weights} has a ${resnet.stemKernel}x${resnet.stemKernel} stem but wgkd's resnet18 uses ` +
+              `${ds.height >= 112 ? "torchvision's 7x7 stem" : 'the small 3x3 stem'} at ${ds.height} px inputs ` +
+              `(7x7 from 112 px up${datasetName === 'food11' ? '; set --size' : ''}); tools/teacher/export_outputs.py runs any combination`,
+          );
+        }
+        teacher = createModel(modelName, { inChannels: ds.channels, numClasses, inputSize: ds.height });
+        loadTorchWeights(teacher, weights);
+        teacher.eval();
+        teacherName = `${modelName} ${weights}`;
+        teacherAccuracy = (flags.teacherAccuracy as number | undefined) ?? null;
+      }
+      // Commas inside a view's parentheses (crop(x,y,w,h)) do not separate views.
+      const views = flags.views ? String(flags.views).split(/,(?![^(]*\))/) : ['identity'];
       const progress = new Progress(`teacher export ${split}`, views.length * ds.length);
-      await exportTeacherOutputs(model, ds, {
+      await exportTeacherOutputs(teacher, ds, {
         path: String(flags.out),
-        teacherName: `${ckpt.state.model} ${String(flags.checkpoint)}`,
-        teacherAccuracy: ckpt.state.valAccuracy,
+        teacherName,
+        teacherAccuracy,
         views,
         hints: flags.hints ? String(flags.hints).split(',') : [],
         dtype: flags.f16 ? 'F16' : 'F32',
