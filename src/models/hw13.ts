@@ -28,10 +28,8 @@ export class Hw13Sample extends Classifier {
   forwardFeatures(x: Tensor): Features {
     const maps: Record<string, Tensor> = {};
     const stageEnds: Record<number, string> = { 2: 'stage1', 6: 'stage2', 10: 'stage3', 14: 'stage4' };
-    let h = x;
-    this.cnn.layers.forEach((layer, i) => {
-      h = layer.forward(h);
-      if (stageEnds[i]) maps[stageEnds[i]] = h;
+    const h = this.cnn.forwardEach(x, (i, out) => {
+      if (stageEnds[i]) maps[stageEnds[i]] = out;
     });
     const embedding = this.pool.forward(h).reshape([h.shape[0], -1]);
     return { logits: this.fc.forward(embedding), embedding, maps };

@@ -26,7 +26,7 @@ export class BasicBlock extends Module {
         : null;
   }
   forward(x: Tensor): Tensor {
-    const h = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
+    const h = this.bn2.forward(this.conv2.forward(this.bn1.forwardWithRelu(this.conv1.forward(x))));
     return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
   }
 }
@@ -71,7 +71,7 @@ export class ResNet extends Classifier {
   }
 
   forwardFeatures(x: Tensor): Features {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = this.bn1.forwardWithRelu(this.conv1.forward(x));
     if (this.maxpool) h = this.maxpool.forward(h);
     const maps: Record<string, Tensor> = {};
     this.layers.forEach((layer, i) => {

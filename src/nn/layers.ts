@@ -51,10 +51,18 @@ export class BatchNorm2d extends Module {
     this.runningVar = this.buffer('running_var', Tensor.ones([numFeatures]));
   }
   forward(x: Tensor): Tensor {
+    return this.run(x, false);
+  }
+  /** relu(bn(x)) in one kernel (Sequential uses it for a BatchNorm2d followed by ReLU). */
+  forwardWithRelu(x: Tensor): Tensor {
+    return this.run(x, true);
+  }
+  private run(x: Tensor, relu: boolean): Tensor {
     return batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: this.training,
       momentum: this.options.momentum ?? 0.1,
       eps: this.options.eps ?? 1e-5,
+      relu,
     });
   }
 }
@@ -121,8 +129,24 @@ export class Sequential extends Module {
     this.layers = layers.map((m, i) => this.child(String(i), m));
   }
   forward(x: Tensor): Tensor {
+    return this.forwardEach(x);
+  }
+  /**
+   * Runs the layers in order, calling visit(i, output) after layer i. A BatchNorm2d directly followed by a ReLU
+   * runs as one fused kernel (one pass over the activations instead of two); visit sees the ReLU's output.
+   */
+  forwardEach(x: Tensor, visit?: (index: number, output: Tensor) => void): Tensor {
     let h = x;
-    for (const m of this.layers) h = m.forward(h);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      if (layer instanceof BatchNorm2d && this.layers[i + 1] instanceof ReLU) {
+        h = layer.forwardWithRelu(h);
+        i++;
+      } else {
+        h = layer.forward(h);
+      }
+      visit?.(i, h);
+    }
     return h;
   }
 }
