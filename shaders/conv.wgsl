@@ -2,19 +2,21 @@
 //
 // general   any kernel/stride/padding/dilation/groups: implicit GEMM, no im2col buffer. Each invocation owns a
 //           register block of OB channels x PB pixels of one row. The channel block comes from the workgroup id,
-//           so weight loads are uniform (one scalar load on SIMD-over-invocations drivers), and each row of
-//           input under the PB pixels is loaded once into a register window that all KW kernel columns reuse.
+//           so weight loads are uniform (a broadcast on GPUs; still one load per invocation on lavapipe, which
+//           only scalarises loads at constant addresses), and each row of input under the PB pixels is loaded
+//           once into a register window that all KW kernel columns reuse.
 // depthwise groups == C: the same windows, one channel per workgroup row.
 // (pointwise 1x1 convolutions go through the GEMM in matmul.wgsl.)
 //
 // Input gradients are gathers over output positions (each dx element written once, no atomics). With stride s
 // the input pixels split into s x s phases that read disjoint kernel taps; the phase is part of the workgroup
-// id, so the taps that do not apply are skipped uniformly instead of being masked per pixel.
+// id, so the taps that do not apply are skipped uniformly instead of being masked per pixel. Few input channels
+// per group (stems) go by 2-D tiles of input pixels instead, all phases and channels of a tile in one
+// invocation, so each gy value and weight loaded serves many multiply-adds.
 // Weight and bias gradients are parallel reductions over N*OH*OW: pass 1 splits the output pixels into chunks,
-// each workgroup reduces one chunk for a block of outputs into partials[chunk][output], either with lanes
-// striding over the chunk's pixel blocks and a fixed-order shared-memory tree at the end, or (few input
-// channels: stems) with one output channel per lane walking the chunk's pixels in order; pass 2
-// (reduce_partials) sums the chunks in order. Every sum has a fixed order, so results are bit-reproducible.
+// each workgroup reduces one chunk for a block of outputs into partials[chunk][output], with lanes striding
+// over the chunk's pixel blocks and a fixed-order shared-memory tree at the end; pass 2 (reduce_partials) sums
+// the chunks in order. Every sum has a fixed order, so results are bit-reproducible.
 //
 // Kernels are specialised (override constants) on the register block sizes and on the kernel width, stride
 // and dilation along W, so register arrays are indexed with constants once loops are unrolled.
@@ -51,18 +53,32 @@ struct Conv {
 const WG: u32 = 64u;
 const MAX_BLOCK: u32 = 32u;   // register block capacity: OB * PB
 const MAX_WIN: u32 = 32u;     // row window capacity: SPAN
-const MAX_ACC: u32 = 36u;     // weight-gradient accumulators: OB * RB * KW (general), KH * KW (depthwise)
+const MAX_ACC: u32 = 36u;     // depthwise weight-gradient accumulators: KH * KW
 const MAX_OB: u32 = 8u;
+const MAX_WACC: u32 = 72u;    // general weight gradient: OB * RB * KW accumulators
+const TREE_ROWS: u32 = 40u;   // values one shared-memory tree reduces at a time
+const MAX_TILE: u32 = 128u;   // tile input gradient: CB * TH * TW accumulators
+const MAX_TILE_WIN: u32 = 64u; // tile input gradient: WR * WC window values
 
 override OB: u32 = 4u;        // channels per invocation (output channels; input channels for dX)
 override PB: u32 = 4u;        // pixels per invocation along a row
 override RB: u32 = 1u;        // general weight gradient: kernel rows per invocation
-override LANES: u32 = 64u;    // channel-lane kernels: invocations per workgroup (one output channel each)
-override TB: u32 = 16u;       // channel-lane weight gradient: kernel taps per invocation
-override KH: u32 = 3u;        // depthwise only: kernel height
+override LANES: u32 = 64u;    // bias_grad_partials: invocations per workgroup (one output channel each)
+override KH: u32 = 3u;        // depthwise and tile input gradient: kernel height
 override KW: u32 = 3u;        // kernel width
 override SW: u32 = 1u;        // stride along W
 override DW: u32 = 1u;        // dilation along W
+override SH: u32 = 1u;        // tile input gradient: stride along H
+override PH: u32 = 0u;        // tile input gradient: padding along H and W
+override PW: u32 = 0u;
+override DH: u32 = 1u;        // tile input gradient: dilation along H
+override CB: u32 = 1u;        // tile input gradient: input channels per invocation
+override TH: u32 = 2u;        // tile input gradient: tile rows (a multiple of SH)
+override TW: u32 = 8u;        // tile input gradient: tile columns (a multiple of SW)
+override WR: u32 = 4u;        // tile input gradient: gy window rows and columns
+override WC: u32 = 10u;
+override WIN_OH: i32 = -1;    // tile input gradient: the window's first row and column, relative to ih0/SH, iw0/SW
+override WIN_OW: i32 = -1;
 override SPAN: u32 = (PB - 1u) * SW + (KW - 1u) * DW + 1u;   // input columns under PB outputs
 
 // Workgroup index over x, folded with z past 65,535 workgroups.
@@ -251,9 +267,85 @@ fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
   store_input_grad(b, c, 0u, &acc);
 }
 
+// dx for few input channels per group (stems), by tiles: each invocation owns TH x TW input pixels (all sh x sw
+// phases) of CB channels. Per output channel o it loads the gy window under the tile once (WR x WC values, shared
+// by all CB channels and every kernel tap) and the CB x KH x KW weights of o, then adds every
+// (pixel, tap) pair that meets: with the geometry in constants and the tile aligned to the strides, which pairs
+// meet is known at compile time, so the unrolled body is straight-line FMAs on registers.
+// Window row r holds oh = ih0/SH + WIN_OH + r (WIN_OH: the lowest exact (py + PH - ky*DH)/SH); columns alike.
+// Grid: x (+z) over tiles (n, tile row, tile column), y over (group, block of CB input channels).
+@compute @workgroup_size(64)
+fn conv_backward_input_tiles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+  let tile = flat_group(wid, nwg) * WG + lid;
+  if (tile >= p.n_blocks) { return; }
+  let blocks_per_group = (p.cg + CB - 1u) / CB;
+  let grp = wid.y / blocks_per_group;
+  let cl0 = (wid.y % blocks_per_group) * CB;
+  let ih0 = ((tile / p.bpr) % p.rows) * TH;
+  let iw0 = (tile % p.bpr) * TW;
+  let n = tile / (p.bpr * p.rows);
+  let oh0 = i32(ih0 / SH) + WIN_OH;
+  let ow0 = i32(iw0 / SW) + WIN_OW;
+
+  var acc: array<f32, MAX_TILE>;
+  for (var k = 0u; k < CB * TH * TW; k++) { acc[k] = 0.0; }
+  for (var ol = 0u; ol < p.og; ol++) {
+    let o = grp * p.og + ol;
+    let g_plane = i32((n * p.o + o) * p.oh * p.ow);
+    var win: array<f32, MAX_TILE_WIN>;
+    for (var r = 0u; r < WR; r++) {
+      let oh = oh0 + i32(r);
+      let row_ok = oh >= 0 && oh < i32(p.oh);
+      for (var q = 0u; q < WC; q++) {
+        let ow = ow0 + i32(q);
+        win[r * WC + q] = select(0.0, gy[u32(max(g_plane + oh * i32(p.ow) + ow, 0))], row_ok && ow >= 0 && ow < i32(p.ow));
+      }
+    }
+    // Tile pixel (py, px) = (phy + my*SH, phx + mx*SW) meets tap (ky, kx) when SH divides phy + PH - ky*DH and
+    // SW divides phx + PW - kx*DW: a test on constants, so only meeting pairs remain once the loops unroll.
+    for (var c = 0u; c < CB; c++) {
+      let w_base = (o * p.cg + min(cl0 + c, p.cg - 1u)) * KH * KW;
+      for (var phy = 0u; phy < SH; phy++) {
+        for (var ky = 0u; ky < KH; ky++) {
+          let th = i32(phy + PH) - i32(ky * DH);
+          if (th % i32(SH) != 0) { continue; }
+          let r0 = u32(th / i32(SH) - WIN_OH);        // window row of my = 0
+          for (var phx = 0u; phx < SW; phx++) {
+            for (var kx = 0u; kx < KW; kx++) {
+              let tw = i32(phx + PW) - i32(kx * DW);
+              if (tw % i32(SW) != 0) { continue; }
+              let w0 = r0 * WC + u32(tw / i32(SW) - WIN_OW);   // window index of (my, mx) = (0, 0)
+              let wv = wt[w_base + ky * KW + kx];
+              for (var my = 0u; my < TH / SH; my++) {
+                for (var mx = 0u; mx < TW / SW; mx++) {
+                  let k = (c * TH + phy + my * SH) * TW + phx + mx * SW;
+                  acc[k] = fma(wv, win[w0 + my * WC + mx], acc[k]);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  for (var c = 0u; c < CB; c++) {
+    let cl = cl0 + c;
+    if (cl >= p.cg) { break; }
+    let plane = (n * p.c + grp * p.cg + cl) * p.h * p.w;
+    for (var py = 0u; py < TH; py++) {
+      let ih = ih0 + py;
+      if (ih >= p.h) { break; }
+      for (var px = 0u; px < TW; px++) {
+        if (iw0 + px < p.w) { out[plane + ih * p.w + iw0 + px] = acc[(c * TH + py) * TW + px]; }
+      }
+    }
+  }
+}
+
 // ---- weight (and bias) gradients, pass 1 ----------------------------------------------------------------------
 
-var<workgroup> tree: array<f32, 2560>;   // WG * (MAX_ACC + 4) lanes' values
+var<workgroup> tree: array<f32, 2560>;   // WG * TREE_ROWS lanes' values
 
 // Sums tree[k * WG + lane] over the 64 lanes for k < count, leaving each total in tree[k * WG].
 fn reduce_tree(lid: u32, count: u32) {
@@ -287,7 +379,7 @@ fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
   let o_last = grp * p.og + p.og - 1u;
   let chunk = wid.z;
 
-  var acc: array<f32, MAX_ACC>;
+  var acc: array<f32, MAX_WACC>;
   var acc_bias: array<f32, MAX_OB>;
   for (var k = 0u; k < OB * RB * KW; k++) { acc[k] = 0.0; }
   for (var i = 0u; i < OB; i++) { acc_bias[i] = 0.0; }
@@ -320,83 +412,28 @@ fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
   }
 
+  // Accumulators, then bias sums, through the tree TREE_ROWS at a time.
   let n_acc = OB * RB * KW;
-  for (var k = 0u; k < n_acc; k++) { tree[k * WG + lid] = acc[k]; }
-  for (var i = 0u; i < OB; i++) { tree[(n_acc + i) * WG + lid] = acc_bias[i]; }
-  reduce_tree(lid, n_acc + OB);
+  let n_values = n_acc + OB;
   let dst = (p.chunk_base + chunk) * p.n_outputs;
-  if (lid < n_acc) {
-    let o = o0 + lid / (RB * KW);
-    let tap = (cl * p.kh + ky0) * KW + lid % (RB * KW);   // rows ky0.. are consecutive in the weight layout
-    if (o <= o_last) { out[dst + o * p.cg * p.kh * KW + tap] = tree[lid * WG]; }
-  } else if (lid < n_acc + OB) {
-    let o = o0 + lid - n_acc;
-    if (p.has_bias == 1u && cl == 0u && ky0 == 0u && o <= o_last) { out[dst + p.n_weight + o] = tree[lid * WG]; }
-  }
-}
-
-// The same partials, with the work split the other way: each lane owns one output channel and TB kernel taps,
-// and all lanes of a workgroup walk the same output pixels (whole rows of a chunk). The input values under a
-// pixel are then the same for every lane (uniform loads: one load per workgroup on SIMD-over-invocations
-// drivers, a broadcast on GPUs), and only gy is loaded per lane; no shared-memory tree is needed.
-// Grid: x (+y) over jobs (group, block of LANES output channels, block of TB taps), z over chunks of rows (n, oh).
-@compute @workgroup_size(LANES)
-fn conv_backward_weight_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                              @builtin(local_invocation_index) lid: u32) {
-  let taps = p.kh * KW;
-  let taps_per_o = p.cg * taps;
-  let tap_blocks = (taps_per_o + TB - 1u) / TB;
-  let o_blocks = (p.og + LANES - 1u) / LANES;
-  let job = wid.x + wid.y * nwg.x;
-  if (job >= p.groups * o_blocks * tap_blocks) { return; }
-  let tb = job % tap_blocks;
-  let grp = job / (tap_blocks * o_blocks);
-  let ol = ((job / tap_blocks) % o_blocks) * LANES + lid;
-  let o_ok = ol < p.og;
-  let o = grp * p.og + min(ol, p.og - 1u);
-  let chunk = wid.z;
-
-  // This block's taps (uniform): input plane offset and kernel offsets along H and W.
-  var tap_ok: array<bool, MAX_ACC>;
-  var tap_plane: array<u32, MAX_ACC>;
-  var tap_dy: array<i32, MAX_ACC>;
-  var tap_dx: array<i32, MAX_ACC>;
-  for (var t = 0u; t < TB; t++) {
-    let tap = min(tb * TB + t, taps_per_o - 1u);
-    tap_ok[t] = tb * TB + t < taps_per_o;
-    let cl = tap / taps;
-    tap_plane[t] = (grp * p.cg + cl) * p.h * p.w;
-    tap_dy[t] = i32(((tap % taps) / KW) * p.dh) - i32(p.ph);
-    tap_dx[t] = i32((tap % KW) * DW) - i32(p.pw);
-  }
-  var acc: array<f32, MAX_ACC>;
-  for (var t = 0u; t < TB; t++) { acc[t] = 0.0; }
-  var acc_bias = 0.0;
-  let first = chunk * p.blocks_per_chunk;
-  let end = min(first + p.blocks_per_chunk, p.n_blocks);   // rows (n, oh)
-  for (var row = first; row < end; row++) {
-    let n = row / p.oh;
-    let oh = row % p.oh;
-    let g_row = ((n * p.o + o) * p.oh + oh) * p.ow;
-    let x_image = n * p.c * p.h * p.w;
-    for (var ow = 0u; ow < p.ow; ow++) {
-      let gv = select(0.0, gy[g_row + ow], o_ok);
-      acc_bias += gv;
-      for (var t = 0u; t < TB; t++) {
-        let ih = i32(oh * p.sh) + tap_dy[t];
-        let iw = i32(ow * SW) + tap_dx[t];
-        let ok = tap_ok[t] && ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-        let xv = select(0.0, x[u32(max(i32(x_image + tap_plane[t]) + ih * i32(p.w) + iw, 0))], ok);
-        acc[t] = fma(gv, xv, acc[t]);
-      }
+  for (var base = 0u; base < n_values; base += TREE_ROWS) {
+    let count = min(TREE_ROWS, n_values - base);
+    for (var k = 0u; k < count; k++) {
+      let v = base + k;
+      tree[k * WG + lid] = select(acc_bias[min(v - n_acc, MAX_OB - 1u)], acc[min(v, MAX_WACC - 1u)], v < n_acc);
     }
+    reduce_tree(lid, count);
+    let v = base + lid;
+    if (lid < count && v < n_acc) {
+      let o = o0 + v / (RB * KW);
+      let tap = (cl * p.kh + ky0) * KW + v % (RB * KW);   // rows ky0.. are consecutive in the weight layout
+      if (o <= o_last) { out[dst + o * p.cg * p.kh * KW + tap] = tree[lid * WG]; }
+    } else if (lid < count && v < n_values) {
+      let o = o0 + v - n_acc;
+      if (p.has_bias == 1u && cl == 0u && ky0 == 0u && o <= o_last) { out[dst + p.n_weight + o] = tree[lid * WG]; }
+    }
+    workgroupBarrier();   // the totals are read before the next round overwrites the tree
   }
-  if (!o_ok) { return; }
-  let dst = (p.chunk_base + chunk) * p.n_outputs;
-  for (var t = 0u; t < TB; t++) {
-    if (tap_ok[t]) { out[dst + o * taps_per_o + tb * TB + t] = acc[t]; }
-  }
-  if (p.has_bias == 1u && tb == 0u) { out[dst + p.n_weight + o] = acc_bias; }
 }
 
 // partials[chunk, o*KH*KW + tap] and partials[chunk, n_weight + o] as above, for a depthwise convolution: one

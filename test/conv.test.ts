@@ -60,6 +60,10 @@ const generalCases: Case[] = [
   { name: 'batch 2, 3->5, 7x13, 3x1, stride [2, 1], padding [1, 0], dilation [1, 2]', x: [2, 3, 7, 13], weight: [5, 3, 3, 1], bias: true, stride: [2, 1], padding: [1, 0], dilation: [1, 2] },
   { name: 'batch 1, 16->16, 7x7, 3x3, padding 1, groups 4', x: [1, 16, 7, 7], weight: [16, 4, 3, 3], bias: true, groups: 4, padding: [1, 1] },
   { name: 'batch 2, 1->1, 13x13, 5x5, stride 2, padding 1', x: [2, 1, 13, 13], weight: [1, 1, 5, 5], bias: true, stride: [2, 2], padding: [1, 1] },
+  // Few input channels take the tile input-gradient kernel; these pin dilation along H there, and stride 2
+  // through the phase kernel that more channels take.
+  { name: 'batch 2, 3->8, 13x11, 3x3, stride 2, padding 2, dilation 2 (tile dX)', x: [2, 3, 13, 11], weight: [8, 3, 3, 3], bias: true, stride: [2, 2], padding: [2, 2], dilation: [2, 2] },
+  { name: 'batch 2, 5->7, 13x11, 3x3, stride 2, padding 1 (phase dX)', x: [2, 5, 13, 11], weight: [7, 5, 3, 3], bias: true, stride: [2, 2], padding: [1, 1] },
 ];
 
 // Depthwise path (groups == C): channel multiplier 1 and 2, strides, padding, dilation, 5x5.

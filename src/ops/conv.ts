@@ -1,7 +1,8 @@
 // 2-D convolution (NCHW, PyTorch's conv2d semantics) with three paths, forward and backward side by side:
 // - pointwise (1x1, stride 1, no padding, no dilation, groups 1): GEMMs through gemm() from matmul.ts;
 // - depthwise (groups == C, more than one channel): a direct kernel with register windows (shaders/conv.wgsl);
-// - general (anything else): implicit GEMM with register blocking, no im2col buffer.
+// - general (anything else): implicit GEMM with register blocking, no im2col buffer; the input gradient of
+//   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead.
 // Weight and bias gradients are chunked parallel reductions with a fixed-order second pass: deterministic.
 import type { BufferLike, Device } from '../gpu/device.js';
 import { record } from '../autograd/tape.js';
@@ -48,11 +49,24 @@ const MAX_GRID = 65_535;
 const MAX_BLOCK = 32;
 const MAX_WINDOW = 32;
 const MAX_ACC = 36;
+// Few input channels per group (stems: 1 or 3): dX through the tile kernel, dW with wider register blocks.
+const MAX_TILE_CHANNELS = 4;
+// Tile input-gradient kernel (shaders/conv.wgsl: MAX_TILE, MAX_TILE_WIN): accumulators and gy window values,
+// and the unrolled body's size limits (see tilePlan).
+const MAX_TILE = 128;
+const MAX_TILE_WINDOW = 64;
+const UNROLL_PAIRS_PER_LEVEL = 192;
+const UNROLL_PAIRS = 256;
+// General weight gradient (shaders/conv.wgsl: MAX_WACC): accumulators per invocation.
+const MAX_WEIGHT_ACC = 72;
 // Weight-gradient reductions split the output pixels into chunks: enough workgroups in total to fill a GPU, but
 // at least MIN_CHUNK_PIXELS per chunk, since each workgroup ends in a shared-memory tree (on lavapipe, batch 64,
-// depthwise 32ch at 32x32: 1,024 pixels per chunk 62 ms, 4,096: 47 ms, 16,384: 34 ms).
+// depthwise 32ch at 32x32: 1,024 pixels per chunk 62 ms, 4,096: 47 ms, 16,384: 34 ms; stem 3->32 s2 at 64x64,
+// batch 16: 4,096 pixels 160 M instructions, 16,384: 99 M).
 const TARGET_WORKGROUPS = 512;
-const MIN_CHUNK_PIXELS = 4096;
+const MIN_CHUNK_PIXELS = 16384;
+// The bias-only reduction has no tree: plane segments of this many pixels keep its workgroups many.
+const BIAS_SEGMENT_PIXELS = 4096;
 const MAX_CHUNKS = 256;
 
 function pair(v: number | [number, number] | undefined, fallback: number, what: string): [number, number] {
@@ -171,13 +185,13 @@ function jobGrid(jobs: number, chunks: number): [number, number, number] {
 }
 
 /**
- * Splits `units` (pixel blocks, or rows) of `unitPixels` output pixels each into chunks for `jobs` workgroups
- * per chunk; chunk sizes are multiples of `multiple` units (whole lane strides).
+ * Splits `units` pixel blocks of `unitPixels` output pixels each into chunks of at least MIN_CHUNK_PIXELS pixels
+ * for `jobs` workgroups per chunk; chunk sizes are multiples of WG blocks (whole lane strides).
  */
-function chunking(units: number, unitPixels: number, jobs: number, multiple: number, maxChunks: number, minPixels = MIN_CHUNK_PIXELS): { blocksPerChunk: number; chunks: number } {
+function chunking(units: number, unitPixels: number, jobs: number, maxChunks: number): { blocksPerChunk: number; chunks: number } {
   const wanted = Math.min(maxChunks, Math.ceil(TARGET_WORKGROUPS / jobs));
-  let perChunk = Math.max(Math.ceil(minPixels / unitPixels), Math.ceil(units / wanted));
-  perChunk = Math.ceil(perChunk / multiple) * multiple;
+  let perChunk = Math.max(Math.ceil(MIN_CHUNK_PIXELS / unitPixels), Math.ceil(units / wanted));
+  perChunk = Math.ceil(perChunk / WG) * WG;
   return { blocksPerChunk: perChunk, chunks: Math.ceil(units / perChunk) };
 }
 
@@ -251,6 +265,63 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
 
 // ---- backward: input gradient ----------------------------------------------------------------------------------
 
+interface TilePlan {
+  TH: number;
+  TW: number;
+  WR: number;
+  WC: number;
+  WIN_OH: number;
+  WIN_OW: number;
+}
+
+/**
+ * The gy window under a tile of `tile` input pixels along one axis (tile a multiple of the stride): output
+ * positions (t + pad - k*dilation) / stride, exact, for t < tile, k < kernel; first one and count.
+ */
+function tileWindow(tile: number, kernel: number, stride: number, pad: number, dilation: number): [number, number] {
+  const first = Math.ceil((pad - (kernel - 1) * dilation) / stride);
+  const last = Math.floor((tile - 1 + pad) / stride);
+  return [first, last - first + 1];
+}
+
+/**
+ * Tile sizes for the tile dX kernel: among tiles (multiples of the strides) whose accumulators and gy window fit,
+ * the fewest loads per input pixel and output channel (the window plus the cg x kH x kW weights, every one a
+ * per-lane load on SIMD-over-invocations drivers). Tiles stay small enough for a compiler to unroll the body:
+ * Mesa's NIR unroller (lavapipe) gives up past about 192 kernel-tap x pixel pairs per stride row at one loop
+ * level, or 256 meeting pairs in all; a body that stays a loop leaves the accumulators in memory, 3-5x slower.
+ * Null when the convolution is not for it (many channels per group).
+ */
+function tilePlan(g: Geometry): TilePlan | null {
+  if (g.cg > MAX_TILE_CHANNELS) return null;
+  let best: TilePlan | null = null;
+  let bestCost = Infinity;
+  for (let th = g.sh; th * g.sw * g.cg <= MAX_TILE; th += g.sh) {
+    for (let tw = g.sw; th * tw * g.cg <= MAX_TILE; tw += g.sw) {
+      const [WIN_OH, WR] = tileWindow(th, g.kh, g.sh, g.ph, g.dh);
+      const [WIN_OW, WC] = tileWindow(tw, g.kw, g.sw, g.pw, g.dw);
+      if (WR * WC > MAX_TILE_WINDOW) continue;
+      if ((g.kh * g.kw * th * tw) / g.sh > UNROLL_PAIRS_PER_LEVEL || g.cg * meetingPairs(g, th, tw) > UNROLL_PAIRS) continue;
+      const cost = (WR * WC + g.cg * g.kh * g.kw) / (th * tw);
+      if (cost < bestCost - 1e-9) {
+        bestCost = cost;
+        best = { TH: th, TW: tw, WR, WC, WIN_OH, WIN_OW };
+      }
+    }
+  }
+  return best;
+}
+
+/** (tile pixel, kernel tap) pairs of one channel where the pixel reads the tap: the tile kernel's multiply-adds. */
+function meetingPairs(g: Geometry, th: number, tw: number): number {
+  const along = (tile: number, kernel: number, stride: number, pad: number, dilation: number) => {
+    let pairs = 0;
+    for (let t = 0; t < tile; t++) for (let k = 0; k < kernel; k++) if ((t + pad - k * dilation) % stride === 0) pairs++;
+    return pairs;
+  };
+  return along(th, g.kh, g.sh, g.ph, g.dh) * along(tw, g.kw, g.sw, g.pw, g.dw);
+}
+
 function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Tensor): Tensor {
   const dx = Tensor.empty([g.n, g.c, g.h, g.w], { device: dev });
   const { xImage, yImage } = imageSizes(g);
@@ -261,6 +332,19 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
       // dx[n] (C x HW) = Wᵀ (C x O) @ gy[n] (O x HW): the transpose is a stride swap, no copy.
       const hw = g.h * g.w;
       gemm(dev, { a: weight, b: gs, out: dxs, batch: s.count, m: g.c, n: hw, k: g.o, aStrides: [0, 1, g.c], bStrides: [g.o * hw, hw, 1] });
+      continue;
+    }
+    const tiles = path === 'general' ? tilePlan(g) : null;
+    if (tiles) {
+      const rows = Math.ceil(g.h / tiles.TH);
+      const bpr = Math.ceil(g.w / tiles.TW);
+      const blocks = s.count * rows * bpr;
+      dev.dispatch('conv', 'conv_backward_input_tiles', {
+        bindings: { gy: gs, wt: weight, out: dxs },
+        params: params({ ...g, n: s.count }, { bpr, rows, n_blocks: blocks }),
+        workgroups: pixelGrid(blocks, g.groups),
+        constants: { ...widthConstants(g), KH: g.kh, SH: g.sh, PH: g.ph, PW: g.pw, DH: g.dh, CB: g.cg, ...tiles },
+      });
       continue;
     }
     // Input pixels split into sh x sw phases (one per workgroup row); a block is PB pixels of one phase.
@@ -295,46 +379,35 @@ function reducePartials(dev: Device, g: Geometry, partials: Tensor, chunks: numb
   scratch?.dispose();
 }
 
-/** Register blocking of the general weight-gradient kernel: output channels x kernel rows x KW taps. */
+/**
+ * Register blocking of the general weight-gradient kernel: output channels x kernel rows x KW taps. Few input
+ * channels (stems) take 8 output channels per job, halving the input windows loaded per output channel (stem
+ * 3->32 s2 at 64x64, batch 16, on lavapipe: 99 -> 72 M instructions; 64->84 3x3 at 14x14 got slower).
+ */
 function weightGradBlocks(g: Geometry): { OB: number; RB: number; PB: number } {
-  let OB = Math.min(4, g.og);
-  while (OB > 1 && OB * g.kw + OB > MAX_ACC) OB--;
-  const RB = OB * g.kh * g.kw <= MAX_ACC ? g.kh : 1; // all kernel rows of one input channel when they fit
+  const few = g.cg <= MAX_TILE_CHANNELS;
+  const maxAcc = few ? MAX_WEIGHT_ACC : MAX_ACC;
+  let OB = Math.min(few ? 8 : 4, g.og);
+  while (OB > 1 && OB * g.kw > maxAcc) OB--;
+  const RB = OB * g.kh * g.kw <= maxAcc ? g.kh : 1; // all kernel rows of one input channel when they fit
   const PB = Math.min(Math.floor(MAX_BLOCK / OB), pixelBlock(g, 4));
   return { OB, RB, PB };
 }
 
-/**
- * Which general weight-gradient kernel: one output channel per lane with every kernel tap in registers (inputs
- * loaded once per workgroup) when all taps fit and there are enough output channels to fill the lanes (stems:
- * few input channels), else register blocks of output channels x kernel rows over lanes striding the pixels.
- * Measured on lavapipe, batch 64: stem 3->32 s2 at 64x64 86 -> 63 ms; but 64->84 3x3 (576 taps) 319 -> 887 ms.
- */
-function useChannelLanes(g: Geometry): boolean {
-  return g.cg * g.kh * g.kw <= MAX_ACC && g.og >= 8;
+/** Pixels per step along an output row for the depthwise weight gradient: up to 8, splitting the row evenly. */
+function rowBlock(g: Geometry): number {
+  return Math.min(Math.ceil(g.ow / Math.ceil(g.ow / 8)), pixelBlock(g, 8));
 }
 
 /** dW and db (when wanted) for the general and depthwise paths: chunked partial sums over output pixels. */
 function weightGrad(dev: Device, path: 'general' | 'depthwise', g: Geometry, gy: Tensor, x: Tensor, wantBias: boolean): [Tensor, Tensor | null] {
   const { xImage, yImage } = imageSizes(g);
   const slices = batchSlices(dev, g.n, [xImage, yImage]);
-  const lanes = path === 'general' && useChannelLanes(g);
-  const blocking = path === 'general' ? weightGradBlocks(g) : { OB: 1, RB: 1, PB: pixelBlock(g, 4) };
+  const blocking = path === 'general' ? weightGradBlocks(g) : { OB: 1, RB: 1, PB: rowBlock(g) };
   const bpr = Math.ceil(g.ow / blocking.PB);
-  const laneCount = Math.min(64, 1 << Math.ceil(Math.log2(g.og)));
-  const jobs = lanes
-    ? g.groups * Math.ceil(g.og / laneCount)
-    : path === 'general'
-      ? g.groups * Math.ceil(g.og / blocking.OB) * g.cg * (g.kh / blocking.RB)
-      : g.o;
-  // Units the chunks split: pixel blocks (lanes stride over them), or whole output rows for the lanes kernel.
-  const unitsOf = (s: Slice) => (lanes ? s.count * g.oh : s.count * g.oh * bpr);
+  const jobs = path === 'general' ? g.groups * Math.ceil(g.og / blocking.OB) * g.cg * (g.kh / blocking.RB) : g.o;
   const maxChunks = Math.ceil(MAX_CHUNKS / slices.length);
-  const plan = slices.map((s) => ({
-    s,
-    // The channel-lane kernel ends without a shared-memory tree, so its chunks can be smaller.
-    ...(lanes ? chunking(unitsOf(s), g.ow, jobs, 1, maxChunks, MIN_CHUNK_PIXELS / 4) : chunking(unitsOf(s), blocking.PB, jobs, WG, maxChunks)),
-  }));
+  const plan = slices.map((s) => ({ s, ...chunking(s.count * g.oh * bpr, blocking.PB, jobs, maxChunks) }));
   const totalChunks = plan.reduce((t, c) => t + c.chunks, 0);
   const nWeight = g.o * g.cg * g.kh * g.kw;
   const nOutputs = nWeight + (wantBias ? g.o : 0);
@@ -342,15 +415,11 @@ function weightGrad(dev: Device, path: 'general' | 'depthwise', g: Geometry, gy:
   let chunkBase = 0;
   for (const { s, blocksPerChunk, chunks } of plan) {
     const p = params({ ...g, n: s.count }, {
-      has_bias: wantBias ? 1 : 0, bpr, rows: g.oh, n_blocks: unitsOf(s), blocks_per_chunk: blocksPerChunk,
+      has_bias: wantBias ? 1 : 0, bpr, rows: g.oh, n_blocks: s.count * g.oh * bpr, blocks_per_chunk: blocksPerChunk,
       chunk_base: chunkBase, n_outputs: nOutputs, n_weight: nWeight,
     });
     const bindings = { gy: sliceOf(gy, s, yImage), x: sliceOf(x, s, xImage), out: partials };
-    if (lanes) {
-      dev.dispatch('conv', 'conv_backward_weight_lanes', {
-        bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), LANES: laneCount, TB: g.cg * g.kh * g.kw },
-      });
-    } else if (path === 'general') {
+    if (path === 'general') {
       const { OB, RB, PB } = blocking;
       dev.dispatch('conv', 'conv_backward_weight', { bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), OB, RB, PB } });
     } else {
@@ -392,7 +461,7 @@ function biasGrad(dev: Device, g: Geometry, gy: Tensor): Tensor {
   const plane = g.oh * g.ow;
   const { yImage } = imageSizes(g);
   const lanes = Math.min(64, 1 << Math.ceil(Math.log2(Math.max(g.o, 8))));
-  const segment = Math.max(MIN_CHUNK_PIXELS, Math.ceil((g.n * plane) / MAX_CHUNKS));
+  const segment = Math.max(BIAS_SEGMENT_PIXELS, Math.ceil((g.n * plane) / MAX_CHUNKS));
   const planeChunks = Math.ceil(plane / segment);
   const partials = Tensor.empty([g.n * planeChunks, g.o], { device: dev });
   for (const s of batchSlices(dev, g.n, [yImage])) {
