@@ -44,6 +44,24 @@ fn windows_containing(i: i32, pad: i32, kernel: i32, stride: i32, out_size: i32)
   return vec2<i32>(first, last);
 }
 
+// Input element i of the backward passes: its position h * in_w + w in its plane, the output rows and columns
+// whose windows contain it, and where its plane's outputs start.
+struct InputSite { position: i32, rows: vec2<i32>, cols: vec2<i32>, out_base: u32 }
+
+fn input_site(i: u32) -> InputSite {
+  let in_plane = u32(wp.in_h * wp.in_w);
+  let plane = i / in_plane;
+  let position = i32(i - plane * in_plane);
+  let h = position / wp.in_w;
+  let w = position - h * wp.in_w;
+  return InputSite(
+    position,
+    windows_containing(h, wp.pad_h, wp.kernel_h, wp.stride_h, wp.out_h),
+    windows_containing(w, wp.pad_w, wp.kernel_w, wp.stride_w, wp.out_w),
+    plane * u32(wp.out_h * wp.out_w),
+  );
+}
+
 // ---- max pool --------------------------------------------------------------------------------------------------
 
 // The max of output element o's window and its position h * in_w + w within the plane. Padding counts as -inf,
@@ -97,14 +115,11 @@ fn max_pool_forward_argmax(@builtin(global_invocation_id) gid: vec3<u32>, @built
 fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_index(gid, nwg);
   if (i >= wp.n) { return; }
-  let in_plane = u32(wp.in_h * wp.in_w);
-  let plane = i / in_plane;
-  let position = i32(i - plane * in_plane);
-  let h = position / wp.in_w;
-  let w = position - h * wp.in_w;
-  let rows = windows_containing(h, wp.pad_h, wp.kernel_h, wp.stride_h, wp.out_h);
-  let cols = windows_containing(w, wp.pad_w, wp.kernel_w, wp.stride_w, wp.out_w);
-  let out_base = plane * u32(wp.out_h * wp.out_w);
+  let site = input_site(i);
+  let position = site.position;
+  let rows = site.rows;
+  let cols = site.cols;
+  let out_base = site.out_base;
   var acc = 0.0;
   for (var oy = rows.x; oy <= rows.y; oy++) {
     for (var ox = cols.x; ox <= cols.y; ox++) {
@@ -180,14 +195,10 @@ fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_index(gid, nwg);
   if (i >= wp.n) { return; }
-  let in_plane = u32(wp.in_h * wp.in_w);
-  let plane = i / in_plane;
-  let position = i32(i - plane * in_plane);
-  let h = position / wp.in_w;
-  let w = position - h * wp.in_w;
-  let rows = windows_containing(h, wp.pad_h, wp.kernel_h, wp.stride_h, wp.out_h);
-  let cols = windows_containing(w, wp.pad_w, wp.kernel_w, wp.stride_w, wp.out_w);
-  let out_base = plane * u32(wp.out_h * wp.out_w);
+  let site = input_site(i);
+  let rows = site.rows;
+  let cols = site.cols;
+  let out_base = site.out_base;
   var acc = 0.0;
   for (var oy = rows.x; oy <= rows.y; oy++) {
     for (var ox = cols.x; ox <= cols.y; ox++) {
