@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs a torchvision ResNet-18 teacher over a dataset and writes a wgkd teacher-outputs file.
+"""Runs a torchvision-layout ResNet teacher (ResNet-18, or any widths/blocks such as wgkd's resnet-small) over a dataset
+and writes a wgkd teacher-outputs file.
 
     python3 tools/teacher/export_outputs.py --weights resnet18_teacher.ckpt \\
         --food11 ~/food11 --split training --size 224 --views identity,hflip --hints layer2,layer3 \\
@@ -365,54 +366,61 @@ def load_state_dict(path):
     return {name: t for name, (_, t) in zip(names, items)}
 
 
-def build_resnet18(state, small_stem=None, classes=None):
-    """torchvision's resnet18 shaped by the weights: classes from fc, input channels and stem from conv1.
-
-    The 'small' stem (3x3 stride-1 conv1, no max-pool) is wgkd's resnet18 below 112 px; the ImageNet stem
-    (7x7 stride 2 + max-pool) is torchvision's.
+def build_resnet(state, small_stem=None, classes=None):
+    """A ResNet in torchvision's layout shaped by the weights: input channels and stem from conv1, stage widths and
+    block counts from layer*.*, classes from fc. ResNet-18's layout (64-128-256-512, two blocks each) is built with
+    torchvision itself; any other (e.g. wgkd's 'resnet-small', 32-64-128) with tools/teacher/resnet.py, which uses
+    the same names. The 'small' stem (3x3 stride-1 conv1, no max-pool) is wgkd's choice below 112 px; the
+    ImageNet stem (7x7 stride 2 + max-pool) is torchvision's.
     """
     import torch
     import torchvision
-    for name in ('conv1.weight', 'fc.weight'):
+    from resnet import ResNet, layout_of
+    for name in ('conv1.weight', 'fc.weight', 'layer1.0.conv1.weight'):
         if name not in state:
-            raise ExportError('the weights have no %r: not a torchvision ResNet state dict (names: %s ...)'
+            raise ExportError('the weights have no %r: not a torchvision-layout ResNet state dict (names: %s ...)'
                               % (name, ', '.join(list(state)[:8])))
-    conv1, fc = state['conv1.weight'], state['fc.weight']
-    in_channels, kernel = conv1.shape[1], conv1.shape[2]
-    num_classes = fc.shape[0]
+    kernel = state['conv1.weight'].shape[2]
     if kernel not in (3, 7):
-        raise ExportError('conv1.weight is %r: expected a 7x7 (ImageNet) or 3x3 (small) stem' % list(conv1.shape))
-    if small_stem is not None and small_stem != (kernel == 3):
+        raise ExportError('conv1.weight is %r: expected a 7x7 (ImageNet) or 3x3 (small) stem' % list(state['conv1.weight'].shape))
+    in_channels, num_classes, widths, blocks, stem = layout_of(state)
+    if small_stem is not None and small_stem != (stem == 'small'):
         raise ExportError('--small-stem %s but the weights have a %dx%d conv1' % ('given' if small_stem else 'not given', kernel, kernel))
     if classes is not None and classes != num_classes:
-        raise ExportError('--classes %d but fc.weight is %r (%d classes)' % (classes, list(fc.shape), num_classes))
-    model = torchvision.models.resnet18(num_classes=num_classes)
-    if kernel == 3:
-        model.conv1 = torch.nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        model.maxpool = torch.nn.Identity()
-    elif in_channels != 3:
-        model.conv1 = torch.nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        raise ExportError('--classes %d but fc.weight is %r (%d classes)' % (classes, list(state['fc.weight'].shape), num_classes))
+    if widths == [64, 128, 256, 512] and blocks == [2, 2, 2, 2]:
+        name = 'resnet18'
+        model = torchvision.models.resnet18(num_classes=num_classes)
+        if stem == 'small':
+            model.conv1 = torch.nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            model.maxpool = torch.nn.Identity()
+        elif in_channels != 3:
+            model.conv1 = torch.nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    else:
+        name = 'resnet widths %s blocks %s' % ('-'.join(map(str, widths)), '-'.join(map(str, blocks)))
+        model = ResNet(in_channels, num_classes, widths, blocks, stem)
     wanted = model.state_dict()
     problems = []
-    for name, t in state.items():
-        if name not in wanted:
-            problems.append('unexpected %r' % name)
-        elif tuple(t.shape) != tuple(wanted[name].shape):
-            problems.append('%r: weights %r, model %r' % (name, list(t.shape), list(wanted[name].shape)))
-    problems += ['missing %r' % n for n in wanted if n not in state and not n.endswith('num_batches_tracked')]
+    for key, t in state.items():
+        if key not in wanted:
+            problems.append('unexpected %r' % key)
+        elif tuple(t.shape) != tuple(wanted[key].shape):
+            problems.append('%r: weights %r, model %r' % (key, list(t.shape), list(wanted[key].shape)))
+    problems += ['missing %r' % k for k in wanted if k not in state and not k.endswith('num_batches_tracked')]
     if problems:
-        raise ExportError('the weights do not fit torchvision resnet18 (%d problems):\n  %s' % (len(problems), '\n  '.join(problems)))
+        raise ExportError('the weights do not fit %s (%d problems):\n  %s' % (name, len(problems), '\n  '.join(problems)))
     model.load_state_dict({k: v.to(wanted[k].dtype) for k, v in state.items()}, strict=False)
     model.eval()
-    return model, {'in_channels': in_channels, 'num_classes': num_classes, 'small_stem': kernel == 3}
+    stages = tuple('layer%d' % (i + 1) for i in range(len(widths)))
+    return model, {'in_channels': in_channels, 'num_classes': num_classes, 'small_stem': stem == 'small', 'name': name, 'stages': stages}
 
 
-def forward_features(model, x):
+def forward_features(model, x, stages=STAGES):
     """(logits, pooled embedding, {layer1..layer4}) of a torchvision ResNet, as wgkd's forwardFeatures."""
     import torch
     h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     maps = {}
-    for name in STAGES:
+    for name in stages:
         h = maps[name] = getattr(model, name)(h)
     embedding = torch.flatten(model.avgpool(h), 1)
     return model.fc(embedding), embedding, maps
@@ -478,9 +486,6 @@ def export(args):
         raise ExportError('--views must name at least one view')
     if len(set(views)) != len(views):
         raise ExportError('--views lists a view twice: %s' % args.views)
-    for h in hints:
-        if h not in STAGES:
-            raise ExportError("no feature map '%s' in resnet18 (has: %s)" % (h, ', '.join(STAGES)))
     for v in views:
         parse_view(v)
     ds = open_dataset(args)
@@ -497,7 +502,10 @@ def export(args):
     # Full float32 on GPUs (no TF32), so the outputs are what the teacher computes.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model, arch = build_resnet18(load_state_dict(args.weights), True if args.small_stem else None, args.classes)
+    model, arch = build_resnet(load_state_dict(args.weights), True if args.small_stem else None, args.classes)
+    for h in hints:
+        if h not in arch['stages']:
+            raise ExportError("no feature map '%s' in %s (has: %s)" % (h, arch['name'], ', '.join(arch['stages'])))
     model.to(device)
     channels, height, width = ds['shape']
     if arch['in_channels'] != channels:
@@ -508,7 +516,7 @@ def export(args):
     transforms = [ViewTransform(v, channels, height, width, ds['mean'], ds['std']) for v in views]
 
     with torch.no_grad():
-        _, emb, maps = forward_features(model, torch.zeros(1, channels, height, width, device=device))
+        _, emb, maps = forward_features(model, torch.zeros(1, channels, height, width, device=device), arch['stages'])
     hint_shapes = {h: tuple(maps[h].shape[1:]) for h in hints}
     count, num_classes = ds['count'], ds['num_classes']
     lead = [len(views), count] if len(views) > 1 else [count]
@@ -525,7 +533,7 @@ def export(args):
         'count': str(count),
         'fingerprint': ds['fingerprint'],
         'num_classes': str(num_classes),
-        'teacher': args.teacher_name or 'resnet18 %s' % args.weights,
+        'teacher': args.teacher_name or '%s %s' % (arch['name'], args.weights),
         'teacher_accuracy': '' if args.teacher_accuracy is None else repr(float(args.teacher_accuracy)),
         'views': json.dumps(views, separators=(',', ':')),
         'image_size': '%dx%dx%d' % (channels, height, width),
@@ -546,7 +554,7 @@ def export(args):
             for v, transform in enumerate(transforms):
                 x = torch.from_numpy(transform(images)).to(device)
                 with torch.no_grad():
-                    logits, embedding, maps = forward_features(model, x)
+                    logits, embedding, maps = forward_features(model, x, arch['stages'])
                 # Row (v, start) of the [V, N, ...] layout, flattened: element (v * N + start) * row size.
                 row = v * count + start
                 for name, value in [('logits', logits), ('embedding', embedding)] + [('hint.' + h, maps[h]) for h in hints]:
@@ -599,7 +607,7 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='Food-11 decoding processes')
     parser.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda when available)')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
-    parser.add_argument('--teacher-name', help="recorded as 'teacher' (default: resnet18 WEIGHTS)")
+    parser.add_argument('--teacher-name', help="recorded as 'teacher' (default: the architecture and WEIGHTS)")
     parser.add_argument('--teacher-accuracy', type=float, help="recorded as 'teacher_accuracy' (e.g. its validation accuracy)")
     parser.add_argument('--dump-images', metavar='FILE', help='also write the decoded uint8 images (U8 [N, C, H, W]) to compare with wgkd')
     parser.add_argument('--print-identity', action='store_true', help='print the dataset identity wgkd checks (JSON) and exit')
