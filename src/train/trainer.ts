@@ -236,6 +236,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   let trainSeconds = 0;
   let stoppedEarly = false;
   const metricsPath = join(cfg.out, 'metrics.jsonl');
+  if (!resumeFrom) writeFileSync(metricsPath, ''); // a fresh run in an old folder starts a fresh log
   writeFileSync(join(cfg.out, 'config.json'), `${JSON.stringify(state.config, null, 2)}\n`);
 
   const save = async (path: string) => {
