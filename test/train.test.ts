@@ -72,6 +72,22 @@ describe('every recipe trains end to end (loss goes down)', () => {
   });
 });
 
+describe('fractional epochs', () => {
+  it('--epochs 1.5 runs round(1.5 x steps per epoch) steps, validates after the partial epoch, and anneals to the end', async () => {
+    // 88 images, batch 16, last partial batch dropped: 5 steps per epoch, so 1.5 epochs = 8 steps (5 + 3).
+    const r = await train({ ...base('fractional'), epochs: 1.5, schedule: 'cosine', logSteps: true });
+    r.model.dispose();
+    const records = readFileSync(join(r.runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const steps = records.filter((m) => m.type === 'step');
+    const epochs = records.filter((m) => m.type === 'epoch');
+    expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(epochs.map((m) => [m.epoch, m.step])).toEqual([[1, 5], [2, 8]]);
+    expect(r.history).toHaveLength(2);
+    // Cosine over 8 steps: the last step runs at lr * (1 + cos(pi * 7 / 8)) / 2.
+    expect(steps[7].lr).toBeCloseTo(3e-3 * (1 + Math.cos((Math.PI * 7) / 8)) / 2, 9);
+  });
+});
+
 describe('checkpoints, predict, resume', () => {
   let ckptRun = '';
   it('best.safetensors round-trips: the reloaded model scores what training recorded', async () => {

@@ -24,8 +24,11 @@ ls "$DATASET_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1 || have_dataset=no
 # The PyTorch interop tools (tools/teacher/) and their cross-check test use Debian's PyTorch.
 have_torch=yes
 /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1 || have_torch=no
+# The demo's PNG plots render SVG text with fontconfig: any installed font will do.
+have_fonts=yes
+[ -n "$(fc-list 2>/dev/null | head -n1)" ] || have_fonts=no
 
-if [ "$have_adapter" = yes ] && [ "$have_dataset" = yes ] && [ "$have_torch" = yes ]; then
+if [ "$have_adapter" = yes ] && [ "$have_dataset" = yes ] && [ "$have_torch" = yes ] && [ "$have_fonts" = yes ]; then
   probe
   exit 0
 fi
@@ -39,6 +42,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
         'mesa-vulkan-drivers' and 'libvulkan1'), Metal comes with macOS, D3D12 with Windows. Then: npx wgkd info
 MSG
   [ "$have_dataset" = no ] && say "Fashion-MNIST not found in $DATASET_DIR: install Debian's 'dataset-fashion-mnist', or pass --data DIR with the four IDX files."
+  [ "$have_fonts" = no ] && say "No fonts found (fc-list): the demo's plots will have no text; install e.g. fonts-dejavu-core."
   [ "$have_torch" = no ] && say "PyTorch not found for /usr/bin/python3: the interop tools and their test need it (Debian: python3-torch python3-torchvision)."
   probe || true
   exit 0
@@ -71,6 +75,10 @@ fi
 if [ "$have_dataset" = no ]; then
   say "installing dataset-fashion-mnist"
   apt-get install -y -q dataset-fashion-mnist
+fi
+if [ "$have_fonts" = no ]; then
+  say "installing fonts-dejavu-core fontconfig (text in the demo's PNG plots)"
+  apt-get install -y -q --no-install-recommends fonts-dejavu-core fontconfig
 fi
 if [ "$have_torch" = no ]; then
   say "installing python3-torch python3-torchvision (PyTorch interop tools and their test)"

@@ -14,6 +14,7 @@ export interface StepRecord {
   lr: number;
   loss: number; // the total
   parts: Record<string, number>; // each unweighted loss term
+  accuracy?: number; // of the batch (training mode)
 }
 
 export interface LineSeries {
@@ -499,18 +500,22 @@ function lossChart(epochs: EpochRecord[], steps: StepRecord[], title: string): L
   return { title: `${title}: loss`, xLabel, yLabel, series, logY: wantsLogY(series) };
 }
 
-function accuracyChart(epochs: EpochRecord[], title: string): LineChart {
+function accuracyChart(epochs: EpochRecord[], steps: StepRecord[], title: string): LineChart {
   const best = epochs.reduce<EpochRecord | undefined>((b, e) => (b === undefined || e.valAccuracy > b.valAccuracy ? e : b), undefined);
   const suffix = best && Number.isFinite(best.valAccuracy) ? ` (best validation ${best.valAccuracy.toFixed(4)} at epoch ${best.epoch})` : '';
-  return {
-    title: `${title}: accuracy${suffix}`,
-    xLabel: 'epoch',
-    yLabel: 'accuracy',
-    series: [
-      { name: 'train', points: epochs.map((e) => [e.epoch, e.trainAccuracy]) },
-      { name: 'validation', points: epochs.map((e) => [e.epoch, e.valAccuracy]) },
-    ],
-  };
+  const series: LineSeries[] = [
+    { name: 'train (epoch mean)', points: epochs.map((e) => [e.epoch, e.trainAccuracy]) },
+    { name: 'validation', points: epochs.map((e) => [e.epoch, e.valAccuracy]) },
+  ];
+  // Batch accuracies show the curve inside an epoch (a one-epoch run has one point per series otherwise); steps are
+  // placed in epochs using the first epoch record's step count.
+  const withAccuracy = steps.filter((s) => s.accuracy !== undefined);
+  if (withAccuracy.length > 0 && epochs.length > 0 && epochs[0].step > 0) {
+    const stepsPerEpoch = epochs[0].step / epochs[0].epoch;
+    const window = Math.max(1, Math.round(withAccuracy.length / 50));
+    series.push({ name: `train batches (moving average of ${window})`, points: smoothed(withAccuracy.map((s): [number, number] => [s.step / stepsPerEpoch, s.accuracy!]), window) });
+  }
+  return { title: `${title}: accuracy${suffix}`, xLabel: 'epoch', yLabel: 'accuracy', series };
 }
 
 export async function plotRun(
@@ -526,7 +531,7 @@ export async function plotRun(
     written.push(path);
   };
   await write('loss.png', lineChartSvg(lossChart(epochs, steps, title)));
-  await write('accuracy.png', lineChartSvg(accuracyChart(epochs, title)));
+  await write('accuracy.png', lineChartSvg(accuracyChart(epochs, steps, title)));
   if (options.confusion) {
     const classNames = options.classNames ?? options.confusion.map((_, i) => String(i));
     await write('confusion.png', confusionSvg({ title: `${title}: confusion matrix`, classNames, matrix: options.confusion }));

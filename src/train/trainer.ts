@@ -198,10 +198,14 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   const loader = new DataLoader(trainSet, { batchSize: cfg.batch, shuffle: true, seed: cfg.seed, dropLast: true, views, augment: augmentOptions(cfg.augment, recipe, teacher) });
   const stepsPerEpoch = loader.batchesPerEpoch;
   if (stepsPerEpoch === 0) throw new Error(`batch ${cfg.batch} is larger than the ${trainSet.length} training samples`);
+  // Fractional epochs are allowed (--epochs 1.25): the last epoch stops early, then validates as any epoch does.
+  if (!(cfg.epochs > 0)) throw new Error(`epochs must be > 0, got ${cfg.epochs}`);
+  const totalSteps = Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
+  const epochCount = Math.ceil(totalSteps / stepsPerEpoch);
   const schedule: ScheduleConfig = {
     kind: cfg.schedule,
     baseLr: cfg.lr,
-    totalSteps: cfg.epochs * stepsPerEpoch,
+    totalSteps,
     warmupSteps: Math.round(cfg.warmupEpochs * stepsPerEpoch),
     minLr: cfg.minLr,
     stepSize: cfg.stepEvery * stepsPerEpoch,
@@ -247,13 +251,14 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   log(`training ${cfg.model} (${modelParams.toLocaleString('en')} params${extraParams ? ` + ${extraParams.toLocaleString('en')} training-only` : ''}) on ${cfg.dataset} ` +
       `(${trainSet.length} train / ${valSet.length} validation), recipe ${JSON.stringify(recipeConfig)}, ${dev.summary.description}`);
 
-  for (let epoch = state.epoch; epoch < cfg.epochs && !stoppedEarly; epoch++) {
+  for (let epoch = state.epoch; epoch < epochCount && !stoppedEarly; epoch++) {
     const epochStart = performance.now();
     const sums: Record<string, number> = {};
     let steps = 0;
     let correct = 0;
     let seen = 0;
-    const progress = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, stepsPerEpoch, process.stderr, cfg.quiet);
+    const stepsThisEpoch = Math.min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch);
+    const progress = new Progress(`epoch ${epoch + 1}/${epochCount}`, stepsThisEpoch, process.stderr, cfg.quiet);
     const skip = state.stepInEpoch;
     for await (const batch of loader.epoch(epoch, { skip })) {
       const b = batch.indices.length;
@@ -285,6 +290,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
       sums.total = (sums.total ?? 0) + total;
       names.forEach((n, i) => (sums[n] = (sums[n] ?? 0) + values[i + 1]));
       const k = trainSet.numClasses;
+      const correctBefore = correct;
       for (let r = 0; r < b; r++) {
         let best = 0;
         for (let c = 1; c < k; c++) if (logits[r * k + c] > logits[r * k + best]) best = c;
@@ -294,18 +300,19 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
       steps++;
       state.stepInEpoch++;
       state.globalStep++;
-      if (cfg.logSteps) appendFileSync(metricsPath, `${JSON.stringify({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: optimizer.lr, loss: total, parts: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])) })}\n`);
+      if (cfg.logSteps) appendFileSync(metricsPath, `${JSON.stringify({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: optimizer.lr, loss: total, parts: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])), accuracy: (correct - correctBefore) / b })}\n`);
       const elapsed = (performance.now() - epochStart) / 1000;
       progress.update(state.stepInEpoch, `${(seen / elapsed).toFixed(0)} img/s loss ${(sums.total / steps).toFixed(4)}${names.length > 1 ? ` (${names.map((n) => `${n} ${(sums[n] / steps).toFixed(4)}`).join(' ')})` : ''}`);
       if (cfg.maxSteps > 0 && stepLosses.length >= cfg.maxSteps) {
         stoppedEarly = true;
         break;
       }
+      if (state.stepInEpoch >= stepsThisEpoch) break; // the last, partial epoch of a fractional --epochs
     }
     const seconds = (performance.now() - epochStart) / 1000;
     imagesSeen += seen;
     trainSeconds += seconds;
-    if (stoppedEarly && state.stepInEpoch < stepsPerEpoch) {
+    if (stoppedEarly && state.stepInEpoch < stepsThisEpoch) {
       await save(lastPath); // mid-epoch: resumable from here
       progress.done(`stopped after ${stepLosses.length} steps (maxSteps); resumable from ${lastPath}`);
       break;
