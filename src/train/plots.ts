@@ -503,15 +503,17 @@ function lossChart(epochs: EpochRecord[], steps: StepRecord[], title: string): L
 function accuracyChart(epochs: EpochRecord[], steps: StepRecord[], title: string): LineChart {
   const best = epochs.reduce<EpochRecord | undefined>((b, e) => (b === undefined || e.valAccuracy > b.valAccuracy ? e : b), undefined);
   const suffix = best && Number.isFinite(best.valAccuracy) ? ` (best validation ${best.valAccuracy.toFixed(4)} at epoch ${best.epoch})` : '';
+  // Points sit at the step they were recorded, in epochs (the first epoch record gives the steps per epoch), so the
+  // last, partial epoch of a fractional --epochs run lands at 1.25 rather than 2.
+  const stepsPerEpoch = epochs.length > 0 && epochs[0].step > 0 ? epochs[0].step / epochs[0].epoch : 0;
+  const at = (e: EpochRecord) => (stepsPerEpoch ? e.step / stepsPerEpoch : e.epoch);
   const series: LineSeries[] = [
-    { name: 'train (epoch mean)', points: epochs.map((e) => [e.epoch, e.trainAccuracy]) },
-    { name: 'validation', points: epochs.map((e) => [e.epoch, e.valAccuracy]) },
+    { name: 'train (epoch mean)', points: epochs.map((e) => [at(e), e.trainAccuracy]) },
+    { name: 'validation', points: epochs.map((e) => [at(e), e.valAccuracy]) },
   ];
-  // Batch accuracies show the curve inside an epoch (a one-epoch run has one point per series otherwise); steps are
-  // placed in epochs using the first epoch record's step count.
+  // Batch accuracies show the curve inside an epoch (a one-epoch run has one point per series otherwise).
   const withAccuracy = steps.filter((s) => s.accuracy !== undefined);
-  if (withAccuracy.length > 0 && epochs.length > 0 && epochs[0].step > 0) {
-    const stepsPerEpoch = epochs[0].step / epochs[0].epoch;
+  if (withAccuracy.length > 0 && stepsPerEpoch > 0) {
     const window = Math.max(1, Math.round(withAccuracy.length / 50));
     series.push({ name: `train batches (moving average of ${window})`, points: smoothed(withAccuracy.map((s): [number, number] => [s.step / stepsPerEpoch, s.accuracy!]), window) });
   }
