@@ -4,7 +4,7 @@
 // run folder with the checkpoints, metrics.jsonl, PNG plots and report.md, and prints the report.
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { Device, Prefix, createModel, evaluate, loadCheckpoint, openDataset, train, type TrainConfig } from '../src/index.js';
+import { Device, Prefix, evaluate, modelFromCheckpoint, openDataset, train, type TrainConfig } from '../src/index.js';
 import { fashionMnistTeacher } from '../src/teacher/shipped.js';
 import { plotRun } from '../src/train/plots.js';
 import { Progress } from '../src/train/progress.js';
@@ -66,9 +66,7 @@ result.model.dispose();
 
 // The final model on the untouched test set: the cosine schedule anneals to the end, and with one or two
 // validations on 2,000 images, picking the 'best' epoch would mostly pick noise (best.safetensors is kept too).
-const ckpt = loadCheckpoint(join(result.runDir, 'last.safetensors'));
-const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
-model.loadStateDict(ckpt.model);
+const { ckpt, model } = modelFromCheckpoint(join(result.runDir, 'last.safetensors'));
 const fullTest = await openDataset('fashion-mnist', 'test', { data });
 const test = flags.testLimit ? new Prefix(fullTest, flags.testLimit as number) : fullTest;
 const evalStart = performance.now();

@@ -5,7 +5,7 @@
 // resumes from its last epoch). Rows whose settings changed are rerun.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { Device, Prefix, createModel, evaluate, loadCheckpoint, openDataset, train, type TrainConfig } from '../src/index.js';
+import { Device, Prefix, evaluate, modelFromCheckpoint, openDataset, train, type TrainConfig } from '../src/index.js';
 import { fashionMnistTeacher } from '../src/teacher/shipped.js';
 import { Progress, duration } from '../src/train/progress.js';
 import { parseFlags } from '../src/cli/args.js';
@@ -121,9 +121,7 @@ for (const [i, row] of rows.entries()) {
   log(`[${i + 1}/${rows.length}] ${name}${config.resume ? ' (resuming)' : ''}`);
   const run = await train(config, { device: dev });
   run.model.dispose();
-  const ckpt = loadCheckpoint(join(out, 'best.safetensors'));
-  const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
-  model.loadStateDict(ckpt.model);
+  const { ckpt, model } = modelFromCheckpoint(join(out, 'best.safetensors'));
   const scores = await evaluate(model, test);
   model.dispose();
   const result: RowResult = {

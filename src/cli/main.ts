@@ -5,7 +5,7 @@ import { describeAdapter } from './info.js';
 import { parseFlags, schemaOf, type FlagType } from './args.js';
 import { DEFAULT_CONFIG, train, type TrainConfig } from '../train/trainer.js';
 import { evaluate } from '../train/evaluate.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { modelFromCheckpoint } from '../train/checkpoint.js';
 import { createModel, models } from '../models/registry.js';
 import { openDataset, type SplitRole } from '../data/open.js';
 import { exportTeacherOutputs } from '../teacher/export.js';
@@ -29,14 +29,6 @@ function deviceOptions(flags: Record<string, unknown>): DeviceOptions {
 }
 
 /** Loads a checkpoint's model (and the dataset split it should run on). */
-async function modelFromCheckpoint(path: string) {
-  const ckpt = loadCheckpoint(path);
-  const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
-  model.loadStateDict(ckpt.model);
-  model.eval();
-  return { ckpt, model };
-}
-
 function dataOptions(flags: Record<string, unknown>, config: Record<string, unknown>) {
   return {
     data: (flags.data as string | undefined) ?? (config.data as string | undefined),
@@ -78,7 +70,7 @@ const commands: Record<string, Command> = {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', ...DEVICE_FLAGS }, 'eval');
       if (!flags.checkpoint) throw new Error('eval: --checkpoint FILE is required');
       const dev = await Device.open(deviceOptions(flags));
-      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
       const split = (flags.split as SplitRole | undefined) ?? 'test';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const progress = new Progress(`eval ${split}`, ds.length);
@@ -98,7 +90,7 @@ const commands: Record<string, Command> = {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', out: 'string', ...DEVICE_FLAGS }, 'predict');
       if (!flags.checkpoint) throw new Error('predict: --checkpoint FILE is required');
       const dev = await Device.open(deviceOptions(flags));
-      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
       const split = (flags.split as SplitRole | 'evaluation' | undefined) ?? 'evaluation';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const r = await evaluate(model, ds);
@@ -176,7 +168,7 @@ const commands: Record<string, Command> = {
         for (const f of ['model', 'dataset', 'classes'] as const) {
           if (flags[f] !== undefined) throw new Error(`teacher export: --${f} goes with --weights (a wgkd checkpoint records its own)`);
         }
-        const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+        const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
         teacher = model;
         ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
         teacherName = `${ckpt.state.model} ${String(flags.checkpoint)}`;

@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../teacher/safetensors.js';
 import type { StateDict } from '../nn/module.js';
 import type { OptimizerState } from './optim.js';
+import { createModel } from '../models/registry.js';
+import type { Classifier } from '../models/classifier.js';
 
 export const CHECKPOINT_FORMAT = 'wgkd-checkpoint';
 
@@ -71,4 +73,13 @@ export function loadCheckpoint(path: string): Checkpoint {
   }
   const optimMeta = JSON.parse(metadata.optimizer ?? 'null') as Omit<OptimizerState, 'buffers'> | null;
   return { state, model, extra, optimizer: optimMeta ? { ...optimMeta, buffers } : null };
+}
+
+/** The model a checkpoint holds, rebuilt from its recorded name and spec, weights loaded, in eval mode. */
+export function modelFromCheckpoint(path: string): { ckpt: Checkpoint; model: Classifier } {
+  const ckpt = loadCheckpoint(path);
+  const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
+  model.loadStateDict(ckpt.model);
+  model.eval();
+  return { ckpt, model };
 }
