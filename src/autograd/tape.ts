@@ -4,6 +4,7 @@
 import type { Tensor } from '../tensor.js';
 import { Tensor as TensorClass, keep, shapeStr } from '../tensor.js';
 import { accumulateInto, clone } from '../ops/elementwise.js';
+import { currentLabel, withLabel, type DispatchLabel } from '../gpu/labels.js';
 
 /** Given the gradient of the output, returns one gradient per input (null where an input needs none). */
 export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];
@@ -14,6 +15,8 @@ export interface Node {
   backward: BackwardFn;
   /** Tensors the backward closure uses besides the inputs (saved statistics, arg-max indices, ...). */
   saved: Tensor[];
+  /** The dispatch label when the op ran (module, term): its backward dispatches carry it too. */
+  label: DispatchLabel;
 }
 
 let gradEnabled = true;
@@ -51,7 +54,7 @@ export function noGrad<T>(fn: () => T): T {
 export function record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn, saved: Tensor[] = []): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.node = { op, inputs, backward, saved };
+    out.node = { op, inputs, backward, saved, label: currentLabel() };
   }
   return out;
 }
@@ -103,36 +106,45 @@ export function backward(root: Tensor, grad?: Tensor): void {
   const prior = isGradEnabled();
   gradEnabled = false;
   try {
-    for (let k = order.length - 1; k >= 0; k--) {
-      const t = order[k];
-      const node = t.node;
-      const g = grads.get(t);
-      if (!node || !g) continue;
-      grads.delete(t);
-      const inputGrads = node.backward(g);
-      // The same tensor handed to two inputs (or g passed through) must not be shared, since accumulation is in
-      // place: make every pending gradient its own tensor before any is accumulated (and maybe disposed).
-      const distinct = new Set<Tensor>();
-      const pending: [Tensor, Tensor][] = [];
-      node.inputs.forEach((input, i) => {
-        let gi = inputGrads[i];
-        if (!gi || !input.requiresGrad) return;
-        if (gi.numel !== input.numel) {
-          throw new Error(`backward of '${node.op}': gradient ${shapeStr(gi.shape)} for input ${shapeStr(input.shape)}`);
-        }
-        if (distinct.has(gi)) gi = clone(gi);
-        distinct.add(gi);
-        pending.push([input, gi]);
-      });
-      if (!distinct.has(g)) g.dispose(); // consumed: free it now
-      for (const [input, gi] of pending) accumulate(input, gi, grads);
-      consumed.add(t);
-      t.node = null; // the graph is used once, as in PyTorch
-    }
+    withLabel({ phase: 'backward', module: undefined, term: undefined }, () => walk(order, grads));
   } finally {
     gradEnabled = prior;
     for (const g of grads.values()) g.dispose();
   }
+}
+
+/** Runs each node's backward, latest first, accumulating the gradients of its inputs. */
+function walk(order: Tensor[], grads: Map<Tensor, Tensor>): void {
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k];
+    const node = t.node;
+    const g = grads.get(t);
+    if (!node || !g) continue;
+    grads.delete(t);
+    withLabel({ ...node.label, phase: 'backward' }, () => backwardNode(node, g, grads));
+    consumed.add(t);
+    t.node = null; // the graph is used once, as in PyTorch
+  }
+}
+
+function backwardNode(node: Node, g: Tensor, grads: Map<Tensor, Tensor>): void {
+  const inputGrads = node.backward(g);
+  // The same tensor handed to two inputs (or g passed through) must not be shared, since accumulation is in
+  // place: make every pending gradient its own tensor before any is accumulated (and maybe disposed).
+  const distinct = new Set<Tensor>();
+  const pending: [Tensor, Tensor][] = [];
+  node.inputs.forEach((input, i) => {
+    let gi = inputGrads[i];
+    if (!gi || !input.requiresGrad) return;
+    if (gi.numel !== input.numel) {
+      throw new Error(`backward of '${node.op}': gradient ${shapeStr(gi.shape)} for input ${shapeStr(input.shape)}`);
+    }
+    if (distinct.has(gi)) gi = clone(gi);
+    distinct.add(gi);
+    pending.push([input, gi]);
+  });
+  if (!distinct.has(g)) g.dispose(); // consumed: free it now
+  for (const [input, gi] of pending) accumulate(input, gi, grads);
 }
 
 /** Sets the gradients of these tensors to zero in place (PyTorch's zero_grad(set_to_none=False)). */

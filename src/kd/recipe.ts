@@ -9,6 +9,7 @@ import { add, scale } from '../ops/elementwise.js';
 import { crossEntropy, dkdLoss, kdKL, mseLoss, smoothL1Loss } from '../ops/loss.js';
 import { cdist, rkdAngle, rkdDistance } from '../ops/relational.js';
 import { avgPool2d } from '../ops/pool.js';
+import { withLabel } from '../gpu/labels.js';
 import { BatchNorm2d, Conv2d, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { Features } from '../models/classifier.js';
@@ -177,9 +178,11 @@ export class Recipe {
     const weighted: Tensor[] = [];
     const term = (name: string, weight: number, value: () => Tensor) => {
       if (weight === 0) return;
-      const v = value();
-      parts[name] = v;
-      weighted.push(weight === 1 ? v : scale(v, weight));
+      withLabel({ phase: 'loss', term: name }, () => {
+        const v = value();
+        parts[name] = v;
+        weighted.push(weight === 1 ? v : scale(v, weight));
+      });
     };
     const hintOnly = this.hintOnly(epoch);
     if (!hintOnly) {
@@ -215,7 +218,7 @@ export class Recipe {
       term('fitnet', c.fitnet.weight ?? 100, () => mseLoss(this.regressor!.forward(map), this.regressor!.target(hint)));
     }
     if (weighted.length === 0) throw new Error('recipe: every term has weight 0');
-    const total = weighted.reduce((acc, t) => add(acc, t));
+    const total = withLabel({ phase: 'loss', term: 'total' }, () => weighted.reduce((acc, t) => add(acc, t)));
     return { total, parts };
   }
 

@@ -22,6 +22,7 @@
 import type { Device } from '../gpu/device.js';
 import { Tensor, keep } from '../tensor.js';
 import { adamUpdate, gradNormAndClipCoef, sgdUpdate, zeroFlat } from '../ops/optim.js';
+import { withLabel } from '../gpu/labels.js';
 
 export type HyperParams = Record<string, number | boolean | number[]>;
 
@@ -118,14 +119,14 @@ export abstract class Optimizer {
   step(): void {
     this.checkUsable('step');
     this.steps++;
-    this.update(this.clipPending ? this.clipCoef : this.unitScale, this.steps);
+    withLabel({ phase: 'optimizer', module: undefined, term: 'step' }, () => this.update(this.clipPending ? this.clipCoef : this.unitScale, this.steps));
     this.clipPending = false;
   }
 
   /** Sets every gradient to zero: one fill of the flat gradient buffer. Cancels a pending clip. */
   zeroGrad(): void {
     this.checkUsable('zeroGrad');
-    zeroFlat(this.flatGrads);
+    withLabel({ phase: 'optimizer', module: undefined, term: 'zero_grad' }, () => zeroFlat(this.flatGrads));
     this.clipPending = false;
   }
 
@@ -136,7 +137,7 @@ export abstract class Optimizer {
    */
   clipGradNorm(maxNorm: number): Tensor {
     this.checkUsable('clipGradNorm');
-    const norm = gradNormAndClipCoef(this.flatGrads, maxNorm, this.clipCoef);
+    const norm = withLabel({ phase: 'optimizer', module: undefined, term: 'clip' }, () => gradNormAndClipCoef(this.flatGrads, maxNorm, this.clipCoef));
     this.clipPending = true;
     return norm;
   }

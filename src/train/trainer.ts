@@ -137,7 +137,13 @@ function makeOptimizer(cfg: TrainConfig, params: Tensor[]): Optimizer {
   throw new Error(`unknown optimizer '${cfg.optimizer}' (adam, adamw, sgd)`);
 }
 
-export async function train(partial: Partial<TrainConfig>, options: { device?: Device } = {}): Promise<TrainResult> {
+/** Called around every training step (the profiler uses them to bracket one step's dispatches). */
+export interface StepHooks {
+  beforeStep?(): void;
+  afterStep?(info: { epoch: number; step: number; loss: number }): void | Promise<void>;
+}
+
+export async function train(partial: Partial<TrainConfig>, options: { device?: Device; hooks?: StepHooks } = {}): Promise<TrainResult> {
   const cfg: TrainConfig = { ...DEFAULT_CONFIG, ...partial };
   const log = (line: string) => {
     if (!cfg.quiet) process.stderr.write(`${line}\n`);
@@ -263,6 +269,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
     for await (const batch of loader.epoch(epoch, { skip })) {
       const b = batch.indices.length;
       optimizer.lr = lrAt(schedule, state.globalStep);
+      options.hooks?.beforeStep?.();
       const { values, names, logits } = await scope(async () => {
         const x = Tensor.fromArray(batch.x, [b, trainSet.channels, trainSet.height, trainSet.width]);
         const y = Tensor.fromArray(batch.y!, [b], { dtype: 'i32' });
@@ -287,6 +294,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
       const total = values[0];
       if (!Number.isFinite(total)) throw new Error(`loss became ${total} at epoch ${epoch + 1}, step ${state.stepInEpoch + 1} (lower --lr, or check the teacher file)`);
       stepLosses.push(total);
+      await options.hooks?.afterStep?.({ epoch: epoch + 1, step: state.globalStep + 1, loss: total });
       sums.total = (sums.total ?? 0) + total;
       names.forEach((n, i) => (sums[n] = (sums[n] ?? 0) + values[i + 1]));
       const k = trainSet.numClasses;
