@@ -85,6 +85,11 @@ function topologicalOrder(root: Tensor): Tensor[] {
 }
 
 export function backward(root: Tensor, grad?: Tensor): void {
+  // Every dispatch from here on is backward work (the seed, the closures, the accumulations).
+  withLabel({ phase: 'backward', module: undefined, term: undefined }, () => backwardFrom(root, grad));
+}
+
+function backwardFrom(root: Tensor, grad?: Tensor): void {
   if (consumed.has(root)) {
     throw new Error(`backward: the graph of ${root} was already used by an earlier backward() (it is freed as it runs)`);
   }
@@ -106,7 +111,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
   const prior = isGradEnabled();
   gradEnabled = false;
   try {
-    withLabel({ phase: 'backward', module: undefined, term: undefined }, () => walk(order, grads));
+    walk(order, grads);
   } finally {
     gradEnabled = prior;
     for (const g of grads.values()) g.dispose();

@@ -11,6 +11,7 @@ import { openDataset, type SplitRole } from '../data/open.js';
 import { exportTeacherOutputs } from '../teacher/export.js';
 import { Progress } from '../train/progress.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { profileCommands } from './profile.js';
 
 interface Command {
   summary: string;
@@ -220,6 +221,7 @@ const commands: Record<string, Command> = {
       dev.destroy();
     },
   },
+  ...profileCommands(TRAIN_SCHEMA, deviceOptions),
   info: {
     summary: 'show the WebGPU adapter, backend, features and device limits',
     usage: 'wgkd info [--backend vulkan|metal|d3d12] [--adapter NAME] [--power low-power|high-performance]',

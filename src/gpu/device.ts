@@ -7,6 +7,7 @@ import { create, globals } from 'webgpu';
 import { BufferPool, type PoolStats } from './pool.js';
 import { DEFAULT_SHADER_DIR, ShaderLibrary, type Scalar } from './shaders.js';
 import { UniformRing, type Params } from './uniforms.js';
+import { DispatchProfiler, type DispatchCost } from './profiler.js';
 
 Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
 
@@ -28,6 +29,10 @@ export interface DeviceOptions {
   dawnFlags?: string[];
   /** More folders of .wgsl files to compile at open, besides the package's own shaders/ (your own kernels). */
   extraShaderDirs?: string[];
+  /** Limits to ask for below the adapter's (default: the adapter's own), e.g. a small maxStorageBufferBindingSize. */
+  limits?: Record<string, number>;
+  /** Make it the device tensors are created on when none is named (default true). */
+  makeCurrent?: boolean;
 }
 
 export interface AdapterSummary {
@@ -49,6 +54,8 @@ export interface DispatchArgs {
   /** Total workgroups (split over x and y past 65,535; shaders fold `gid.y` back in) or an explicit [x, y, z]. */
   workgroups: number | [number, number?, number?];
   constants?: Record<string, number>;
+  /** FLOPs (and bytes, when not the bound ranges) of this dispatch, for the profiler's GFLOP/s and roofline. */
+  cost?: DispatchCost;
 }
 
 const TENSOR_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
@@ -77,6 +84,8 @@ export class Device {
   private lostMessage: string | null = null;
   private asyncError: GPUError | null = null;
   private gpu: GPU | null;
+  /** Set while profiling (src/profile/): every dispatch is timed in a pass of its own. */
+  profiler: DispatchProfiler | null = null;
 
   private constructor(
     gpu: GPU,
@@ -130,6 +139,11 @@ export class Device {
       const value = (adapter.limits as unknown as Record<string, unknown>)[key];
       if (typeof value === 'number') limits[key] = value;
     }
+    for (const [key, value] of Object.entries(options.limits ?? {})) {
+      if (!(key in limits)) throw new Error(`Device.open: unknown limit '${key}'`);
+      if (!(value <= limits[key])) throw new Error(`Device.open: limit ${key} = ${value} is above the adapter's ${limits[key]}`);
+      limits[key] = value;
+    }
     const features = WANTED_FEATURES.filter((f) => adapter.features.has(f));
     const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
     const info = adapter.info;
@@ -147,7 +161,7 @@ export class Device {
     };
     const dev = new Device(gpu, adapter, device, summary);
     for (const dir of [DEFAULT_SHADER_DIR, ...(options.extraShaderDirs ?? [])]) await dev.shaders.loadDirectory(dir);
-    current = dev;
+    if (options.makeCurrent !== false) current = dev;
     return dev;
   }
 
@@ -208,14 +222,21 @@ export class Device {
       }
       (entriesByGroup[b.group] ??= []).push({ binding: b.binding, resource });
     }
-    const pass = this.computePass();
+    const [x, y, z] = this.grid(args.workgroups, where);
+    if (this.profiler?.full) this.flush();
+    const timestampWrites = this.profiler?.dispatch(shader, entry, args.bindings, [x, y, z], args.cost);
+    if (this.profiler) this.endPass(); // a pass of its own, timed at its start and end
+    const pass = this.computePass(timestampWrites);
     pass.setPipeline(pipeline);
     entriesByGroup.forEach((entries, group) => {
       pass.setBindGroup(group, this.device.createBindGroup({ layout: layouts[group], entries }));
     });
-    const [x, y, z] = this.grid(args.workgroups, where);
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    if (this.profiler) {
+      this.endPass();
+      if (this.profiler.timing === 'wall-clock') this.flush(); // each dispatch its own submit, timed by the host
+    }
   }
 
   /** Records a buffer-to-buffer copy into the open encoder. */
@@ -223,6 +244,7 @@ export class Device {
     if (src.byteLength !== dst.byteLength) throw new Error(`copy: ${src.byteLength} bytes into ${dst.byteLength}`);
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, src.byteLength);
+    if (this.profiler) this.profiler.copies++;
   }
 
   /** Submits everything recorded so far (no wait). */
@@ -230,10 +252,12 @@ export class Device {
     if (!this.encoder) return;
     this.endPass();
     this.ring.upload(this.queue);
+    const timestamps = this.profiler?.resolve(this.encoder) ?? null;
     const commands = this.encoder.finish();
     this.encoder = null;
     this.queue.submit([commands]);
     this.counters.submits++;
+    this.profiler?.submitted(this.queue, timestamps);
     const serial = ++this.submitted;
     this.queue.onSubmittedWorkDone().then(() => {
       if (serial > this.completed) this.completed = serial;
@@ -244,7 +268,7 @@ export class Device {
   /** Submits and waits until the GPU finished everything; throws any validation error Dawn reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.queue.onSubmittedWorkDone();
+    await this.waitFor(this.queue.onSubmittedWorkDone());
     this.completed = this.submitted;
     this.pool.reclaim(this.submitted);
     this.throwAsyncErrors();
@@ -261,7 +285,7 @@ export class Device {
       return staging;
     });
     this.flush();
-    const out = await Promise.all(
+    const out = await this.waitFor(Promise.all(
       stagings.map(async (staging, i) => {
         await staging.mapAsync(GPUMapMode.READ, 0, sources[i].byteLength);
         const bytes = staging.getMappedRange(0, sources[i].byteLength).slice(0);
@@ -269,7 +293,7 @@ export class Device {
         this.staging.release(staging, 0, 0);
         return bytes;
       }),
-    );
+    ));
     this.throwAsyncErrors();
     return out;
   }
@@ -286,7 +310,16 @@ export class Device {
     if (current === this) current = null;
   }
 
+  /** GPU buffers ever created for tensors and readbacks (steady-state training should add none). */
+  get buffersCreated(): number {
+    return this.pool.stats().created + this.staging.stats().created;
+  }
+
   // ---- internals -----------------------------------------------------------------------------------------
+
+  private waitFor<T>(wait: Promise<T>): Promise<T> {
+    return this.profiler ? this.profiler.waitFor(wait) : wait;
+  }
 
   private grid(workgroups: DispatchArgs['workgroups'], where: string): [number, number, number] {
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -318,8 +351,8 @@ export class Device {
     return this.encoder;
   }
 
-  private computePass(): GPUComputePassEncoder {
-    this.pass ??= this.commandEncoder().beginComputePass();
+  private computePass(timestampWrites?: GPUComputePassTimestampWrites): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass(timestampWrites ? { timestampWrites } : undefined);
     return this.pass;
   }
 

@@ -43,6 +43,20 @@ function layoutOf(x: Tensor): Layout {
 // The vec4 entries see the same tensors through these bindings.
 const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', y_saved: 'y_saved4', out: 'out4' };
 
+/** Arithmetic per element of each per-element pass, as the scalar kernel writes it (ReLU's max or mask adds one;
+ * evaluation-mode grad_input is a single multiply): the profiler's FLOP count. */
+const FLOPS_PER_ELEMENT: Record<string, number> = {
+  stats_partials: 3, // d = x - pivot, then the running sum of d and of d * d (Welford's merge, counted as these)
+  normalize: 4, // ((x - pivot) - offset) * scale + shift
+  grad_partials: 5, // sum += g; sum_gx += g * ((x - pivot) - offset)
+  grad_input: 6, // scale * g + k_centred * ((x - pivot) - offset) + k_const
+};
+
+function passFlops(l: Layout, entry: string, variant?: Record<string, number>): number {
+  const perElement = entry === 'grad_input' && variant?.TRAINING === 0 ? 1 : FLOPS_PER_ELEMENT[entry];
+  return l.count * l.channels * (perElement + (variant?.RELU ? 1 : 0));
+}
+
 /**
  * Dispatches a per-element pass (`entry` or `entry_vec4`) on the [partials, channels] grid. `variant` sets the
  * entry's pipeline constants (RELU, TRAINING): 0 or 1.
@@ -62,6 +76,7 @@ function dispatchChunked(l: Layout, entry: string, bindings: Record<string, Tens
     },
     workgroups: [l.partials, l.channels],
     constants: variant,
+    cost: { flops: passFlops(l, entry, variant) },
   });
 }
 
@@ -115,14 +130,17 @@ export function batchNormStats(
   }
   const partials = Tensor.empty([l.channels, l.partials * WG, 3], { device: dev });
   dispatchChunked(l, 'stats_partials', { x, partials });
+  // The finalize pass reads one pivot per channel through x, not all of x.
+  const finalizeCost = { bytes: partials.byteLength + stats.byteLength + 4 * 5 * l.channels };
   if (runningMean && runningVar) {
     dev.dispatch('batchnorm', 'stats_finalize_update_running', {
       bindings: { x, partials_in: partials, ...affine, stats, running_mean: runningMean, running_var: runningVar },
       params,
       workgroups: l.channels,
+      cost: finalizeCost,
     });
   } else {
-    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: l.channels });
+    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: l.channels, cost: finalizeCost });
   }
   partials.dispose();
   return stats;

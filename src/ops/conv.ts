@@ -230,6 +230,12 @@ function imageSizes(g: Geometry): { xImage: number; yImage: number } {
   return { xImage: g.c * g.h * g.w, yImage: g.o * g.oh * g.ow };
 }
 
+/** FLOPs of a convolution over `images` images (one multiply-add per kernel tap and output value): the forward,
+ * the input gradient and the weight gradient each do this many. */
+export function convFlops(g: Geometry, images = g.n): number {
+  return 2 * images * g.o * g.oh * g.ow * g.cg * g.kh * g.kw;
+}
+
 // ---- forward ---------------------------------------------------------------------------------------------------
 
 function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
@@ -259,6 +265,7 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
       params: params(gs, { has_bias: bias ? 1 : 0, bpr, rows: g.oh, n_blocks: blocks }),
       workgroups: pixelGrid(blocks, depthwise ? g.o : g.groups * Math.ceil(g.og / OB)),
       constants: depthwise ? { ...widthConstants(g), PB, KH: g.kh } : { ...widthConstants(g), PB, OB },
+      cost: { flops: convFlops(g, s.count) },
     });
   }
 }
@@ -344,6 +351,7 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
         params: params({ ...g, n: s.count }, { bpr, rows, n_blocks: blocks }),
         workgroups: pixelGrid(blocks, g.groups),
         constants: { ...widthConstants(g), KH: g.kh, SH: g.sh, PH: g.ph, PW: g.pw, DH: g.dh, CB: g.cg, ...tiles },
+        cost: { flops: convFlops(g, s.count) },
       });
       continue;
     }
@@ -360,6 +368,7 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
       params: params({ ...g, n: s.count }, { bpr, rows, n_blocks: blocks }),
       workgroups: pixelGrid(blocks, phases * (depthwise ? g.c : g.groups * Math.ceil(g.cg / OB))),
       constants: depthwise ? { ...widthConstants(g), PB } : { ...widthConstants(g), PB, OB },
+      cost: { flops: convFlops(g, s.count) },
     });
   }
   return dx;
@@ -375,6 +384,7 @@ function reducePartials(dev: Device, g: Geometry, partials: Tensor, chunks: numb
     bindings: { partials, out: dw ?? scratch!, out_bias: db ?? scratch! },
     params: params(g, { n_chunks: chunks, n_outputs: nOutputs, n_weight: nWeight }),
     workgroups: Math.ceil(nOutputs / WG),
+    cost: { flops: chunks * nOutputs },
   });
   scratch?.dispose();
 }
@@ -421,10 +431,12 @@ function weightGrad(dev: Device, path: 'general' | 'depthwise', g: Geometry, gy:
     const bindings = { gy: sliceOf(gy, s, yImage), x: sliceOf(x, s, xImage), out: partials };
     if (path === 'general') {
       const { OB, RB, PB } = blocking;
-      dev.dispatch('conv', 'conv_backward_weight', { bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), OB, RB, PB } });
+      dev.dispatch('conv', 'conv_backward_weight', {
+        bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), OB, RB, PB }, cost: { flops: convFlops(g, s.count) },
+      });
     } else {
       dev.dispatch('conv', 'depthwise_backward_weight', {
-        bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), PB: blocking.PB, KH: g.kh },
+        bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), PB: blocking.PB, KH: g.kh }, cost: { flops: convFlops(g, s.count) },
       });
     }
     chunkBase += chunks;
@@ -470,6 +482,7 @@ function biasGrad(dev: Device, g: Geometry, gy: Tensor): Tensor {
       params: params({ ...g, n: s.count }, { plane, plane_chunks: planeChunks, blocks_per_chunk: segment, chunk_base: s.first * planeChunks, n_outputs: g.o }),
       workgroups: jobGrid(Math.ceil(g.o / lanes), s.count * planeChunks),
       constants: { LANES: lanes },
+      cost: { flops: s.count * g.o * plane },
     });
   }
   const db = Tensor.empty([g.o], { device: dev });

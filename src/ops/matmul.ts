@@ -113,7 +113,13 @@ function lcm(x: number, y: number): number {
   return (x / gcd(x, y)) * y;
 }
 
+/** FLOPs of a GEMM: one multiply-add per (row, column, k), per batch entry. */
+export function gemmFlops(g: Pick<GemmArgs, 'batch' | 'm' | 'n' | 'k'>): number {
+  return 2 * g.batch * g.m * g.n * g.k;
+}
+
 function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel): void {
+  const cost = { flops: gemmFlops(g) };
   const bindings = { a: g.a, b: g.b, bias: g.bias?.values ?? g.a, out: g.out };
   const base = {
     batch: g.batch,
@@ -126,6 +132,7 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel): void {
       bindings,
       params: { ...base, ...problemParams(g, false) },
       workgroups: kernel === 'naive' ? [Math.ceil(g.n / 8), Math.ceil(g.m / 8), g.batch] : [Math.ceil(g.n / 64), Math.ceil(g.m / 64), g.batch],
+      cost,
     });
     return;
   }
@@ -137,6 +144,7 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel): void {
     params: { ...base, ...problemParams(g, tile.swap) },
     workgroups: [Math.ceil(cols / (tile.lanes * tile.cols)), Math.ceil(rows / (8 * tile.rowGroups)), g.batch],
     constants: { LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols, ...(kernel === 'plain' ? { PLAIN: 1 } : {}) },
+    cost,
   });
 }
 

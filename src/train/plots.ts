@@ -46,7 +46,7 @@ export const PNG_SCALE = PNG_DENSITY / 72;
 
 const FONT = 'DejaVu Sans, sans-serif';
 // Tableau 10: distinct colours that stay distinguishable for most colour-blind readers.
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+export const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 const MARKER_LIMIT = 30; // series with at most this many points get a marker at each point
 const CHAR_WIDTH = 0.62; // mean advance of a DejaVu Sans character in em: enough to size margins without a font engine
 
@@ -64,7 +64,7 @@ function extent(values: number[]): [number, number] {
   return [lo, hi];
 }
 
-function textWidth(text: string, fontSize: number): number {
+export function textWidth(text: string, fontSize: number): number {
   return text.length * fontSize * CHAR_WIDTH;
 }
 
@@ -81,7 +81,7 @@ interface TextOptions {
 }
 
 // y is the vertical centre of the text (librsvg's dominant-baseline support is partial, so shift the baseline by hand).
-function text(x: number, y: number, content: string, o: TextOptions = {}): string {
+export function text(x: number, y: number, content: string, o: TextOptions = {}): string {
   const size = o.size ?? 12;
   const baseline = y + size * 0.35;
   const rotate = o.rotate ? ` transform="rotate(${o.rotate} ${num(x)} ${num(y)})"` : '';
@@ -90,11 +90,11 @@ function text(x: number, y: number, content: string, o: TextOptions = {}): strin
   return `<text x="${num(x)}" y="${num(baseline)}" ${attributes}>${escapeXml(content)}</text>`;
 }
 
-function line(x1: number, y1: number, x2: number, y2: number, stroke: string, width = 1): string {
+export function line(x1: number, y1: number, x2: number, y2: number, stroke: string, width = 1): string {
   return `<line x1="${num(x1)}" y1="${num(y1)}" x2="${num(x2)}" y2="${num(y2)}" stroke="${stroke}" stroke-width="${width}"/>`;
 }
 
-function rect(x: number, y: number, width: number, height: number, attributes: string): string {
+export function rect(x: number, y: number, width: number, height: number, attributes: string): string {
   return `<rect x="${num(x)}" y="${num(y)}" width="${num(width)}" height="${num(height)}" ${attributes}/>`;
 }
 
@@ -103,12 +103,12 @@ function marker(x: number, y: number, color: string): string {
 }
 
 // A bold title, made smaller when it would not fit the width (bold DejaVu runs ~0.7 em a character).
-function title(width: number, content: string): string {
+export function title(width: number, content: string): string {
   const size = Math.max(9, Math.min(16, (width - 24) / (content.length * 0.7)));
   return text(width / 2, 20, content, { size, anchor: 'middle', weight: 'bold' });
 }
 
-function svgDocument(width: number, height: number, body: string[]): string {
+export function svgDocument(width: number, height: number, body: string[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="${FONT}">\n` +
     `<rect width="${width}" height="${height}" fill="#ffffff"/>\n${body.join('\n')}\n</svg>\n`;
 }

@@ -139,6 +139,8 @@ function makeOptimizer(cfg: TrainConfig, params: Tensor[]): Optimizer {
 
 /** Called around every training step (the profiler uses them to bracket one step's dispatches). */
 export interface StepHooks {
+  /** Once the run is set up: the student and the training-only modules (a FitNet regressor). */
+  onStart?(run: { model: Classifier; extras: Module[] }): void;
   beforeStep?(): void;
   afterStep?(info: { epoch: number; step: number; loss: number }): void | Promise<void>;
 }
@@ -196,6 +198,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   const needs = recipe.needs();
   const extras = new Group(recipe.extraModules());
   const extraParams = extras.numParameters();
+  options.hooks?.onStart?.({ model, extras: extras.members });
 
   // ---- optimiser, loader, schedule ----
   const params = [...model.parameters(), ...extras.parameters()];

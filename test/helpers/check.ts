@@ -31,8 +31,16 @@ export interface OpCheck {
   ref: (x: Arrays) => Float64Array;
   /** Float64 analytic backward: gradient of sum(out * gOut) for each differentiable input. */
   refBackward?: (x: Arrays, gOut: Float64Array) => Arrays;
-  /** Tolerances: forward (default 1e-4), GPU backward (default 1e-4), reference vs finite differences (1e-6). */
-  tol?: { fwd?: number; bwd?: number; fd?: number };
+  /**
+   * Tolerances: forward (default 1e-4), GPU backward (default 1e-4), reference vs finite differences (1e-6);
+   * `terms`: an output element also passes when its error is within `terms` of refTerms' magnitude for it.
+   */
+  tol?: { fwd?: number; bwd?: number; fd?: number; terms?: number };
+  /**
+   * For outputs that are differences of nearly equal terms (a small KL): the sum of |terms| behind each output
+   * element. float32 cannot do better than rounding those terms, so the forward error is also measured against it.
+   */
+  refTerms?: (x: Arrays) => Float64Array;
   /** Skip the backward check (ops that are not differentiable, e.g. argmax). */
   forwardOnly?: boolean;
   /** Finite-difference probes per input (all elements when the input is smaller). Default 48. */
@@ -62,6 +70,18 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol
   const { err, at } = maxRelError(got, want);
   if (!(err <= tol)) {
     expect.fail(`${what}: max rel error ${err.toExponential(2)} > ${tol} at [${at}]: got ${got[at]}, want ${want[at]}`);
+  }
+}
+
+/** Each element within `tol` (the module's error measure) or within `termsTol` of the sum of |terms| behind it. */
+export function expectCloseOrWithinTerms(got: ArrayLike<number>, want: ArrayLike<number>, terms: ArrayLike<number>, tol: number, termsTol: number, what: string): void {
+  const { err } = maxRelError(got, want);
+  if (err <= tol) return;
+  for (let i = 0; i < want.length; i++) {
+    const abs = Math.abs(got[i] - want[i]);
+    if (!(abs <= termsTol * terms[i]) && !(maxRelError([got[i]], [want[i]]).err <= tol)) {
+      expect.fail(`${what}: at [${i}] got ${got[i]}, want ${want[i]}: error ${abs.toExponential(2)} > ${termsTol} x sum of |terms| ${terms[i].toExponential(3)}, and rel > ${tol}`);
+    }
   }
 }
 
@@ -133,7 +153,8 @@ export async function checkOp(c: OpCheck): Promise<void> {
   const out = c.gpu(tensors);
   const want = c.ref(x);
   const got = await out.toArray();
-  expectClose(got, want, tol.fwd, `${c.name} forward`);
+  if (c.refTerms) expectCloseOrWithinTerms(got, want, c.refTerms(x), tol.fwd, tol.terms ?? 1e-6, `${c.name} forward`);
+  else expectClose(got, want, tol.fwd, `${c.name} forward`);
   if (c.forwardOnly) return;
 
   const gOut = makeInput({ shape: out.shape }, next);

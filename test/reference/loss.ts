@@ -79,6 +79,16 @@ export function kdKL(student: Float64Array, teacher: Float64Array, k: number, T:
   return Float64Array.of((T * T * total) / rows);
 }
 
+/** The sum of |terms| kdKL's value is the difference of: T^2 / B * sum p_t (|log p_t| + |log p_s|). */
+export function kdKLTerms(student: Float64Array, teacher: Float64Array, k: number, T: number): Float64Array {
+  const rows = student.length / k;
+  const logPs = logSoftmax(student, k, T);
+  const logPt = logSoftmax(teacher, k, T);
+  let total = 0;
+  for (let i = 0; i < student.length; i++) total += Math.exp(logPt[i]) * (Math.abs(logPt[i]) + Math.abs(logPs[i]));
+  return Float64Array.of((T * T * total) / rows);
+}
+
 /** (T / B) * (p_s - p_t) * g. */
 export function kdKLBackward(student: Float64Array, teacher: Float64Array, k: number, T: number, g: Float64Array): Float64Array {
   const rows = student.length / k;
