@@ -4,6 +4,7 @@ import { Device, type DeviceOptions } from '../gpu/device.js';
 import { parseFlags, type FlagType } from './args.js';
 import type { TrainConfig } from '../train/trainer.js';
 import { profileTraining } from '../profile/run.js';
+import { PROFILING_DAWN_FLAGS } from '../profile/profile.js';
 import { formatRoofline, roofline } from '../profile/roofline.js';
 
 interface Command {
@@ -11,9 +12,6 @@ interface Command {
   usage: string;
   run: (args: string[]) => Promise<void>;
 }
-
-// Dawn rounds timestamps to a coarse grid unless this toggle is off; profiling wants them exact.
-export const PROFILING_DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
 
 export function profileCommands(trainSchema: Record<string, FlagType>, deviceOptions: (flags: Record<string, unknown>) => DeviceOptions): Record<string, Command> {
   const open = (flags: Record<string, unknown>) => {

@@ -6,6 +6,9 @@ import { DispatchProfiler, mainThreadCpuMs, type DispatchRecord, type TimingSour
 import { withLabel } from '../gpu/labels.js';
 import type { Module } from '../nn/module.js';
 
+/** Dawn rounds timestamps to a coarse grid unless this toggle is off: open the device with these to profile. */
+export const PROFILING_DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
 export interface StepProfile {
   timing: TimingSource;
   adapter: string;

@@ -48,7 +48,7 @@ function cachePath(dev: Device, cacheDir: string): string {
 }
 
 /** The cached roofline of this adapter, or a fresh measurement (then cached). */
-export async function roofline(dev: Device, options: { cacheDir?: string; remeasure?: boolean; log?: (line: string) => void } = {}): Promise<Roofline> {
+export async function roofline(dev: Device, options: { cacheDir?: string; remeasure?: boolean; log?: (line: string) => void; minSeconds?: number } = {}): Promise<Roofline> {
   const path = cachePath(dev, options.cacheDir ?? defaultCacheDir());
   if (!options.remeasure && existsSync(path)) {
     try {
@@ -58,7 +58,7 @@ export async function roofline(dev: Device, options: { cacheDir?: string; remeas
       // a torn or foreign file: measure again
     }
   }
-  const measured = await measureRoofline(dev, options.log);
+  const measured = await measureRoofline(dev, options.log, options.minSeconds);
   mkdirSync(dirname(path), { recursive: true });
   writeFileAtomicSync(path, `${JSON.stringify(measured, null, 2)}\n`);
   return measured;
@@ -73,16 +73,16 @@ async function timeDispatch(dev: Device, record: () => void): Promise<number> {
   return p.dispatches.reduce((t, d) => t + d.gpuUs, 0) / 1e6;
 }
 
-async function fmaGflops(dev: Device, shader: string, entry: string, flopsPerIteration: number): Promise<number> {
+async function fmaGflops(dev: Device, shader: string, entry: string, flopsPerIteration: number, minSeconds: number): Promise<number> {
   const sink = dev.createBuffer(FMA_WORKGROUPS * 64 * 4);
   const run = (iterations: number) =>
     timeDispatch(dev, () =>
       dev.dispatch(shader, entry, { bindings: { sink: { buffer: sink, byteOffset: 0, byteLength: FMA_WORKGROUPS * 256 } }, params: { iterations, mul: 0.9999, add: 1e-6 }, workgroups: FMA_WORKGROUPS }),
     );
-  // Grow the work until one dispatch takes >= 20 ms, so launch costs are noise; then the best of 3.
+  // Grow the work until one dispatch takes >= minSeconds, so launch costs are noise; then the best of 3.
   let iterations = 16;
   await run(1); // compiles the pipeline
-  while ((await run(iterations)) < 0.02 && iterations < 1 << 20) iterations *= 4;
+  while ((await run(iterations)) < minSeconds && iterations < 1 << 20) iterations *= 4;
   const seconds = Math.min(await run(iterations), await run(iterations), await run(iterations));
   dev.releaseBuffer(sink);
   return (FMA_WORKGROUPS * 64 * iterations * flopsPerIteration) / seconds / 1e9;
@@ -136,12 +136,13 @@ async function overheads(dev: Device): Promise<{ dispatchUs: number; submitUs: n
   return { dispatchUs: Math.max(0, (median(batches) - submitUs) / 500), submitUs, readbackUs: median(reads) };
 }
 
-export async function measureRoofline(dev: Device, log: (line: string) => void = () => {}): Promise<Roofline> {
+/** Measures every ceiling; `minSeconds` is how long one FMA dispatch must run (shorter: quicker, noisier). */
+export async function measureRoofline(dev: Device, log: (line: string) => void = () => {}, minSeconds = 0.02): Promise<Roofline> {
   log('measuring f32 FMA throughput');
-  const fmaF32Gflops = await fmaGflops(dev, 'roofline', 'fma_f32', FMA_FLOPS_PER_ITERATION.f32);
+  const fmaF32Gflops = await fmaGflops(dev, 'roofline', 'fma_f32', FMA_FLOPS_PER_ITERATION.f32, minSeconds);
   const hasF16 = dev.shaders.has('roofline_f16');
   if (hasF16) log('measuring f16 FMA throughput');
-  const fmaF16Gflops = hasF16 ? await fmaGflops(dev, 'roofline_f16', 'fma_f16', FMA_FLOPS_PER_ITERATION.f16) : null;
+  const fmaF16Gflops = hasF16 ? await fmaGflops(dev, 'roofline_f16', 'fma_f16', FMA_FLOPS_PER_ITERATION.f16, minSeconds) : null;
   log('measuring copy bandwidth');
   const copies = [];
   for (const bytes of COPY_SIZES) copies.push(await copyGBs(dev, bytes));

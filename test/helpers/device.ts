@@ -1,11 +1,11 @@
 // Opens one device per test file. No adapter is a failing test with the setup hint, never a silent skip.
 import { afterAll, beforeAll } from 'vitest';
-import { Device } from '../../src/index.js';
+import { Device, type DeviceOptions } from '../../src/index.js';
 
-export function useDevice(): () => Device {
+export function useDevice(options: DeviceOptions = {}): () => Device {
   let dev: Device | null = null;
   beforeAll(async () => {
-    dev = await Device.open();
+    dev = await Device.open(options);
   });
   afterAll(() => {
     dev?.destroy();
