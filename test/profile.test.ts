@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SHIPPED_TEACHER, Tensor, batchNorm2d, conv2d, matmul, scope } from '../src/index.js';
+import { SHIPPED_TEACHER, Tensor, batchNorm2d, conv2d, matmul, relu, scope } from '../src/index.js';
 import { PROFILING_DAWN_FLAGS, profile } from '../src/profile/profile.js';
 import { profileTraining } from '../src/profile/run.js';
 import { measureRoofline, roofline } from '../src/profile/roofline.js';
-import { rooflinePct } from '../src/profile/report.js';
+import { formatReport, rooflinePct } from '../src/profile/report.js';
 import { useDevice } from './helpers/device.js';
 
 const device = useDevice({ dawnFlags: PROFILING_DAWN_FLAGS });
@@ -127,6 +127,19 @@ describe('wgkd profile on the demo settings (dwpw, kd+rkd, shipped teacher, batc
     expect(step.gpuSumUs).toBeGreaterThan(0.75 * step.gpuSpanUs);
     expect(step.gpuSumUs).toBeLessThanOrEqual(step.gpuSpanUs * 1.0001);
     expect(readFileSync(timelinePath).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
+
+describe('the wall-clock fallback (adapters without timestamp-query)', () => {
+  it('submits each dispatch alone, times it on the host, and the report says so', async () => {
+    const [a, b] = [Tensor.rand([64, 64]), Tensor.rand([64, 64])];
+    await device().sync();
+    const p = await profile(device(), () => scope(() => void matmul(relu(matmul(a, b)), b)), { timing: 'wall-clock' });
+    expect(p.timing).toBe('wall-clock');
+    expect(p.dispatches.length).toBe(3);
+    expect(p.submits).toBe(3); // one per dispatch
+    for (const d of p.dispatches) expect(d.gpuUs).toBeGreaterThan(0);
+    expect(formatReport(p, { roofline: null })).toMatch(/wall clock per dispatch: this adapter has no timestamp-query/);
   });
 });
 

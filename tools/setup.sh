@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # One-command setup: npm dependencies, a WebGPU adapter, and the embedded default dataset.
 # Idempotent: when everything is in place, a second run only probes and prints what it found.
+#   --swiftshader   also install a second software Vulkan driver, SwiftShader (from Debian's chromium package), that
+#                   `npm run test:swiftshader` runs the op tests on (CI does; its limits and precision differ from
+#                   lavapipe's, so it catches what lavapipe lets pass)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+want_swiftshader=no
+for arg in "$@"; do
+  case "$arg" in
+    --swiftshader) want_swiftshader=yes ;;
+    *) echo "[setup] unknown option $arg (--swiftshader)" >&2; exit 2 ;;
+  esac
+done
 
 DATASET_DIR=/usr/share/datasets/fashion-mnist
 say() { printf '[setup] %s\n' "$*"; }
@@ -27,9 +38,12 @@ have_torch=yes
 # The demo's PNG plots render SVG text with fontconfig: any installed font will do.
 have_fonts=yes
 [ -n "$(fc-list 2>/dev/null | head -n1)" ] || have_fonts=no
+have_swiftshader=yes
+[ "$want_swiftshader" = no ] || bash tools/swiftshader-icd.sh >/dev/null 2>&1 || have_swiftshader=no
 
-if [ "$have_adapter" = yes ] && [ "$have_dataset" = yes ] && [ "$have_torch" = yes ] && [ "$have_fonts" = yes ]; then
+if [ "$have_adapter" = yes ] && [ "$have_dataset" = yes ] && [ "$have_torch" = yes ] && [ "$have_fonts" = yes ] && [ "$have_swiftshader" = yes ]; then
   probe
+  [ "$want_swiftshader" = no ] || say "SwiftShader: $(bash tools/swiftshader-icd.sh)"
   exit 0
 fi
 
@@ -44,6 +58,7 @@ MSG
   [ "$have_dataset" = no ] && say "Fashion-MNIST not found in $DATASET_DIR: install Debian's 'dataset-fashion-mnist', or pass --data DIR with the four IDX files."
   [ "$have_fonts" = no ] && say "No fonts found (fc-list): the demo's plots will have no text; install e.g. fonts-dejavu-core."
   [ "$have_torch" = no ] && say "PyTorch not found for /usr/bin/python3: the interop tools and their test need it (Debian: python3-torch python3-torchvision)."
+  [ "$have_swiftshader" = no ] && say "SwiftShader not found: on Debian/Ubuntu it comes with the 'chromium' package (vk_swiftshader_icd.json)."
   probe || true
   exit 0
 fi
@@ -58,8 +73,11 @@ if [ "$have_adapter" = no ]; then
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
       mirror=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | grep -v security | head -n1 | awk '{print $2}')
       [ -n "$mirror" ] || mirror=$(grep -hs '^deb ' /etc/apt/sources.list | grep -v security | head -n1 | awk '{print $2}')
-      [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-      say "adding bookworm-backports from $mirror"
+      if [ -z "$mirror" ]; then
+        say "no Debian mirror found in /etc/apt/sources.list(.d): add bookworm-backports by hand, then install mesa-vulkan-drivers from it"
+        exit 1
+      fi
+      say "adding bookworm-backports from the mirror this machine uses ($mirror)"
       printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "$mirror" > /etc/apt/sources.list.d/wgkd-bookworm-backports.sources
     fi
@@ -84,5 +102,10 @@ if [ "$have_torch" = no ]; then
   say "installing python3-torch python3-torchvision (PyTorch interop tools and their test)"
   apt-get install -y -q --no-install-recommends python3-torch python3-torchvision
 fi
+if [ "$have_swiftshader" = no ]; then
+  say "installing chromium (for its SwiftShader Vulkan driver: npm run test:swiftshader)"
+  apt-get install -y -q --no-install-recommends chromium
+fi
 
 probe
+[ "$want_swiftshader" = no ] || say "SwiftShader: $(bash tools/swiftshader-icd.sh)"

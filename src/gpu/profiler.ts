@@ -71,8 +71,9 @@ export class DispatchProfiler {
   private firstTimestamp: bigint | null = null;
   private lastDoneMs = 0;
 
-  constructor(private device: GPUDevice) {
-    this.timing = device.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock';
+  /** `timing` forces the wall-clock fallback on an adapter that has timestamps (to test it, or compare). */
+  constructor(private device: GPUDevice, timing?: TimingSource) {
+    this.timing = timing ?? (device.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock');
     if (this.timing === 'timestamp-query') {
       this.querySet = device.createQuerySet({ type: 'timestamp', count: QUERY_CAPACITY });
       this.resolveBuffer = device.createBuffer({ size: STAGING_BYTES, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });

@@ -28,17 +28,25 @@ export interface StepProfile {
   pipelinesCreated: number; // pipelines the call compiled (0 in steady state)
 }
 
-/** The profiler attached to this device (created on first use, kept: its buffers are made once). */
-function profilerOf(dev: Device): DispatchProfiler {
-  const attached = profilers.get(dev) ?? new DispatchProfiler(dev.device);
-  profilers.set(dev, attached);
+/** The profiler of this device and timing (created on first use, kept: its buffers are made once). */
+function profilerOf(dev: Device, timing?: TimingSource): DispatchProfiler {
+  const key = timing ?? 'auto';
+  const byTiming = profilers.get(dev) ?? new Map<string, DispatchProfiler>();
+  const attached = byTiming.get(key) ?? new DispatchProfiler(dev.device, timing);
+  byTiming.set(key, attached);
+  profilers.set(dev, byTiming);
   return attached;
 }
-const profilers = new WeakMap<Device, DispatchProfiler>();
+const profilers = new WeakMap<Device, Map<string, DispatchProfiler>>();
+
+export interface ProfileOptions {
+  /** 'wall-clock' forces the fallback for adapters without timestamp-query (default: timestamps when there). */
+  timing?: TimingSource;
+}
 
 /** Runs fn once with per-dispatch GPU timing and returns its profile (fn's own result is dropped). */
-export async function profile(dev: Device, fn: () => unknown): Promise<StepProfile> {
-  const session = startProfile(dev);
+export async function profile(dev: Device, fn: () => unknown, options: ProfileOptions = {}): Promise<StepProfile> {
+  const session = startProfile(dev, options);
   try {
     await fn();
   } catch (err) {
@@ -49,10 +57,10 @@ export async function profile(dev: Device, fn: () => unknown): Promise<StepProfi
 }
 
 /** Begins profiling on dev; stop() ends it and returns the profile of everything between (begin/end hooks). */
-export function startProfile(dev: Device): { stop(): Promise<StepProfile> } {
+export function startProfile(dev: Device, options: ProfileOptions = {}): { stop(): Promise<StepProfile> } {
   if (dev.profiler) throw new Error('profile: already profiling on this device (profiles do not nest)');
   dev.flush(); // work recorded before the call is not the call's
-  const profiler = profilerOf(dev);
+  const profiler = profilerOf(dev, options.timing);
   const buffersBefore = dev.buffersCreated;
   const pipelinesBefore = dev.shaders.pipelinesCreated;
   const cpuBefore = mainThreadCpuMs();
