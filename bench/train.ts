@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Device, SHIPPED_TEACHER, noGrad, scope } from '../src/index.js';
 import { parseFlags } from '../src/cli/args.js';
 import { roofline } from '../src/profile/roofline.js';
+import { mainThreadCpuMs } from '../src/gpu/profiler.js';
 import { WORKLOADS, buildWorkload, type Workload, type WorkloadSpec } from './workloads.js';
 
 const USAGE = `npm run bench:train [-- --json] [--steps 10] [--workloads demo,hw13-64,hw13-224] [--python /usr/bin/python3] [--no-torch]`;
@@ -34,6 +35,7 @@ interface Result {
   inferImgPerSec: number;
   dispatchesPerStep?: number;
   submitsPerStep?: number;
+  hostCpuMsPerStep?: number; // main-thread CPU per training step (recording + waiting)
   loss?: number;
 }
 
@@ -61,11 +63,13 @@ async function benchWgkd(dev: Device, spec: WorkloadSpec): Promise<Result> {
   for (let i = 0; i < WARMUP; i++) loss = await trainStep(dev, w);
   const times: number[] = [];
   const before = { ...dev.counters };
+  const cpuBefore = mainThreadCpuMs();
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     loss = await trainStep(dev, w);
     times.push(performance.now() - t0);
   }
+  const hostCpuMsPerStep = (mainThreadCpuMs() - cpuBefore) / steps;
   const dispatches = (dev.counters.dispatches - before.dispatches) / steps;
   const submits = (dev.counters.submits - before.submits) / steps;
   w.model.eval();
@@ -81,7 +85,7 @@ async function benchWgkd(dev: Device, spec: WorkloadSpec): Promise<Result> {
   const stepMs = median(times);
   return {
     workload: spec.name, engine: 'wgkd', batch: spec.batch, stepMs, trainImgPerSec: (1000 * spec.batch) / stepMs,
-    inferImgPerSec: (1000 * spec.batch) / median(inferTimes), dispatchesPerStep: dispatches, submitsPerStep: submits, loss,
+    inferImgPerSec: (1000 * spec.batch) / median(inferTimes), dispatchesPerStep: dispatches, submitsPerStep: submits, hostCpuMsPerStep, loss,
   };
 }
 
@@ -115,7 +119,7 @@ for (const name of names) {
     console.log(JSON.stringify({ ...ours, adapter: dev.summary.description, torch: theirs, ratioToTorch: ratio, roofline: { fmaF32Gflops: ceiling.fmaF32Gflops, copyKernelGBs: ceiling.copyKernelGBs } }));
   } else {
     rows.push(
-      `| ${name} | ${spec.batch} | ${ours.stepMs.toFixed(1)} | ${ours.trainImgPerSec.toFixed(0)} | ${ours.inferImgPerSec.toFixed(0)} | ${ours.dispatchesPerStep} | ${ours.submitsPerStep} | ` +
+      `| ${name} | ${spec.batch} | ${ours.stepMs.toFixed(1)} | ${ours.hostCpuMsPerStep!.toFixed(0)} | ${ours.trainImgPerSec.toFixed(0)} | ${ours.inferImgPerSec.toFixed(0)} | ${ours.dispatchesPerStep} | ${ours.submitsPerStep} | ` +
         `${theirs ? theirs.trainImgPerSec.toFixed(0) : '-'} | ${theirs ? theirs.inferImgPerSec.toFixed(0) : '-'} | ${ratio === null ? '-' : `${ratio.toFixed(2)}x`} |`,
     );
   }
@@ -123,8 +127,8 @@ for (const name of names) {
 if (!flags.json) {
   console.log(`\nadapter ${dev.summary.description}; roofline ${ceiling.fmaF32Gflops.toFixed(1)} GFLOP/s f32 FMA, ${ceiling.copyKernelGBs.toFixed(2)} GB/s copy kernel`);
   console.log(`median of ${steps} steps after ${WARMUP} warm-up; PyTorch ${withTorch ? 'on the CPU, 2 threads, run right after wgkd' : 'not available'}\n`);
-  console.log('| workload | batch | wgkd ms/step | wgkd train img/s | wgkd infer img/s | dispatches/step | submits/step | torch train img/s | torch infer img/s | wgkd / torch (train) |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| workload | batch | wgkd ms/step | host CPU ms/step | wgkd train img/s | wgkd infer img/s | dispatches/step | submits/step | torch train img/s | torch infer img/s | wgkd / torch (train) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) console.log(r);
 }
 dev.destroy();

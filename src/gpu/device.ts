@@ -8,6 +8,7 @@ import { BufferPool, type PoolStats } from './pool.js';
 import { DEFAULT_SHADER_DIR, ShaderLibrary, type Scalar } from './shaders.js';
 import { UniformRing, type Params } from './uniforms.js';
 import { DispatchProfiler, type DispatchCost } from './profiler.js';
+import { SubmitPacer, sleep } from './pacing.js';
 
 Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
 
@@ -81,6 +82,9 @@ export class Device {
   private pass: GPUComputePassEncoder | null = null;
   private submitted = 0; // serial of the last submit
   private completed = 0; // serial of the last submit known complete
+  private dispatchesRecorded = 0; // in the open encoder: the kind of submit it will be, for the pacer
+  private readonly pacer = new SubmitPacer();
+  private lastSubmitDoneAfter = 0; // performance.now() before which the last submit is not expected to be done
   private lostMessage: string | null = null;
   private asyncError: GPUError | null = null;
   private gpu: GPU | null;
@@ -233,6 +237,7 @@ export class Device {
     });
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    this.dispatchesRecorded++;
     if (this.profiler) {
       this.endPass();
       if (this.profiler.timing === 'wall-clock') this.flush(); // each dispatch its own submit, timed by the host
@@ -259,16 +264,31 @@ export class Device {
     this.counters.submits++;
     this.profiler?.submitted(this.queue, timestamps);
     const serial = ++this.submitted;
-    this.queue.onSubmittedWorkDone().then(() => {
-      if (serial > this.completed) this.completed = serial;
-      this.pool.reclaim(serial);
-    });
+    // Ask Dawn about completion only once the work could be done (see pacing.ts): no polling meanwhile.
+    const kind = this.dispatchesRecorded;
+    this.dispatchesRecorded = 0;
+    const submittedAt = performance.now();
+    const sleepMs = this.profiler?.timing === 'wall-clock' ? 0 : this.pacer.sleepMs(kind);
+    this.lastSubmitDoneAfter = submittedAt + sleepMs;
+    const watch = () =>
+      this.queue.onSubmittedWorkDone().then(() => {
+        this.pacer.observe(kind, performance.now() - submittedAt);
+        if (serial > this.completed) this.completed = serial;
+        this.pool.reclaim(serial);
+      });
+    if (sleepMs > 0) setTimeout(watch, sleepMs);
+    else void watch();
+  }
+
+  /** Sleeps until the last submit could be done (its expected GPU time), so that waiting for it does not spin. */
+  private untilLastSubmitCouldBeDone(): Promise<void> {
+    return sleep(this.lastSubmitDoneAfter - performance.now());
   }
 
   /** Submits and waits until the GPU finished everything; throws any validation error Dawn reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.waitFor(this.queue.onSubmittedWorkDone());
+    await this.waitFor(this.untilLastSubmitCouldBeDone().then(() => this.queue.onSubmittedWorkDone()));
     this.completed = this.submitted;
     this.pool.reclaim(this.submitted);
     this.throwAsyncErrors();
@@ -285,7 +305,7 @@ export class Device {
       return staging;
     });
     this.flush();
-    const out = await this.waitFor(Promise.all(
+    const out = await this.waitFor(this.untilLastSubmitCouldBeDone().then(() => Promise.all(
       stagings.map(async (staging, i) => {
         await staging.mapAsync(GPUMapMode.READ, 0, sources[i].byteLength);
         const bytes = staging.getMappedRange(0, sources[i].byteLength).slice(0);
@@ -293,7 +313,7 @@ export class Device {
         this.staging.release(staging, 0, 0);
         return bytes;
       }),
-    ));
+    )));
     this.throwAsyncErrors();
     return out;
   }

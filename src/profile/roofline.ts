@@ -108,12 +108,36 @@ async function copyGBs(dev: Device, bytes: number): Promise<{ kernel: number; bu
   return { kernel: (2 * bytes) / kernelSeconds / 1e9, buffer: (2 * bytes) / Math.min(...copySeconds.slice(1)) / 1e9 };
 }
 
+/** GPU time per empty dispatch among many in one compute pass (timestamps at the pass's start and end). */
+async function dispatchCostUs(dev: Device, sink: GPUBuffer, count: number): Promise<number> {
+  const { pipeline, layouts } = dev.shaders.pipeline('roofline', 'empty');
+  const bindGroup = dev.device.createBindGroup({ layout: layouts[0], entries: [{ binding: 1, resource: { buffer: sink } }] });
+  const querySet = dev.device.createQuerySet({ type: 'timestamp', count: 2 });
+  const resolved = dev.device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const readback = dev.device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = dev.device.createCommandEncoder();
+  const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  for (let k = 0; k < count; k++) pass.dispatchWorkgroups(1);
+  pass.end();
+  encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
+  encoder.copyBufferToBuffer(resolved, 0, readback, 0, 16);
+  dev.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const [begin, end] = new BigUint64Array(readback.getMappedRange());
+  const us = Number(end - begin) / 1000 / count;
+  readback.unmap();
+  for (const b of [readback, resolved]) b.destroy();
+  querySet.destroy();
+  return us;
+}
+
 async function overheads(dev: Device): Promise<{ dispatchUs: number; submitUs: number; readbackUs: number }> {
   const sink = { buffer: dev.createBuffer(256), byteOffset: 0, byteLength: 256 };
   const one = () => dev.dispatch('roofline', 'empty', { bindings: { sink }, workgroups: 1 });
   const submits: number[] = [];
   const reads: number[] = [];
-  const batches: number[] = [];
   one();
   await dev.sync();
   for (let r = 0; r < 15; r++) {
@@ -125,15 +149,20 @@ async function overheads(dev: Device): Promise<{ dispatchUs: number; submitUs: n
     await dev.read([sink]);
     reads.push((performance.now() - t0) * 1000);
   }
-  for (let r = 0; r < 5; r++) {
+  let dispatchUs: number;
+  if (dev.device.features.has('timestamp-query')) {
+    const runs = [];
+    for (let r = 0; r < 3; r++) runs.push(await dispatchCostUs(dev, sink.buffer, 500));
+    dispatchUs = median(runs);
+  } else {
+    // Without timestamps: 500 dispatches in one pass, less one submit round trip, on the host's clock.
     const t0 = performance.now();
     for (let k = 0; k < 500; k++) one();
     await dev.sync();
-    batches.push((performance.now() - t0) * 1000);
+    dispatchUs = Math.max(0, ((performance.now() - t0) * 1000 - median(submits)) / 500);
   }
   dev.releaseBuffer(sink.buffer);
-  const submitUs = median(submits);
-  return { dispatchUs: Math.max(0, (median(batches) - submitUs) / 500), submitUs, readbackUs: median(reads) };
+  return { dispatchUs, submitUs: median(submits), readbackUs: median(reads) };
 }
 
 /** Measures every ceiling; `minSeconds` is how long one FMA dispatch must run (shorter: quicker, noisier). */
