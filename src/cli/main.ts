@@ -11,6 +11,7 @@ import { openDataset, type SplitRole } from '../data/open.js';
 import { exportTeacherOutputs } from '../teacher/export.js';
 import { Progress } from '../train/progress.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { RECIPE_USAGE, recipeCommand } from '../kd/explain.js';
 
 interface Command {
   summary: string;
@@ -219,6 +220,11 @@ const commands: Record<string, Command> = {
       progress.done(`wrote ${String(flags.out)}`);
       dev.destroy();
     },
+  },
+  recipe: {
+    summary: 'recipe explain [SPEC]: the expanded recipe, each term\'s formula and the teacher tensors it needs (every preset without SPEC)',
+    usage: RECIPE_USAGE,
+    run: async (args) => console.log(recipeCommand(args)),
   },
   info: {
     summary: 'show the WebGPU adapter, backend, features and device limits',
