@@ -156,7 +156,7 @@ function hint(got: string, allowed: readonly string[]): string {
 
 // ---- validation ------------------------------------------------------------------------------------------------
 
-const show = (v: unknown) => (v === undefined ? 'undefined' : JSON.stringify(v));
+const show = (v: unknown) => (v === undefined ? 'undefined' : typeof v === 'number' ? String(v) : JSON.stringify(v));
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function checkField(where: string, field: Field, value: unknown): void {
