@@ -250,8 +250,9 @@ describe("RKD distanceMean 'positive': the RKD authors' pdist (clamped at 1e-12,
     const authors = pub.authorsRkdDistanceLoss(s, t, B, DS, DT);
     const wgkdRef = pub.smoothL1Mean(rel.rkdDistance(s, B, DS), rel.rkdDistance(t, B, DT));
     const unclamped = pub.authorsRkdDistanceLoss(s, t, B, DS, DT, null);
+    // 0.14224739 vs 0.14224740 (9.3e-8 relative); unclamped: 0.10684141 (docs/kd.md quotes these).
     expect(Math.abs(authors - wgkdRef) / authors).toBeLessThan(1e-6);
-    expect(Math.abs(authors - unclamped) / authors).toBeGreaterThan(1e-2);
+    expect(Math.abs(authors - unclamped) / authors).toBeGreaterThan(0.2);
 
     const positive = runOnEmbeddings({ rkd: { distance: 1, distanceMean: 'positive' } }, s, t, B, DS, DT);
     const offDiagonal = runOnEmbeddings({ rkd: { distance: 1 } }, s, t, B, DS, DT);
