@@ -106,7 +106,8 @@ export function explainRecipe(spec: string | RecipeConfig, context = 'recipe'): 
     lines.push(`  ${p.name.padEnd(width)}  weight ${fmt(p.weight)}: ${p.formula}`);
     lines.push(`  ${''.padEnd(width)}  needs from the teacher file: ${p.teacher}${p.note ? `; ${p.note}` : ''}`);
   }
-  const teacher = [...new Set(running.map((p) => p.teacher).filter((t) => t !== 'nothing'))];
+  // Every named term's tensors, also at weight 0: training checks the teacher file for each term the spec names.
+  const teacher = [...new Set(parts.map((p) => p.teacher).filter((t) => t !== 'nothing'))];
   lines.push(`  teacher tensors: ${teacher.length ? teacher.join(', ') : 'none (no --teacher needed)'}`);
   return lines.join('\n');
 }
