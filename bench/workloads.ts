@@ -65,14 +65,14 @@ export const WORKLOADS: WorkloadSpec[] = [
     name: 'hw13-64',
     description: 'HW13 shape at 3x64x64: the 50,411-parameter dw/pw student, batch 64, 0.5 KD (T=4) + 0.5 CE + 25 RKD distance vs a 512-d teacher embedding, AdamW',
     batch: 64, channels: 3, size: 64, classes: 11,
-    recipe: { ce: 0.5, kd: { weight: 0.5, T: 4 }, rkd: { distance: 25, angle: 0 } },
+    recipe: { ce: 0.5, kd: { weight: 0.5, T: 4 }, rkd: { distance: 25 } },
     optimizer: 'adamw', lr: 1e-3, teacherDim: 512,
   },
   {
     name: 'hw13-224',
     description: "the course's input size, 3x224x224: the same student and recipe, batch 16",
     batch: 16, channels: 3, size: 224, classes: 11,
-    recipe: { ce: 0.5, kd: { weight: 0.5, T: 4 }, rkd: { distance: 25, angle: 0 } },
+    recipe: { ce: 0.5, kd: { weight: 0.5, T: 4 }, rkd: { distance: 25 } },
     optimizer: 'adamw', lr: 1e-3, teacherDim: 512,
   },
 ];

@@ -14,6 +14,7 @@ struct RkdDistance { count: u32, b: u32, pairs: f32, eps: f32 }
 struct Pairs { b: u32, d: u32, eps: f32 }
 struct Cube { b: u32 }
 struct L2 { rows: u32, n: u32, inner: u32, eps: f32 }
+struct PdistClamp { count: u32, b: u32, floor: f32 }
 
 @group(0) @binding(0) var<uniform> cd: Cdist;
 @group(0) @binding(0) var<uniform> cb: CdistBackward;
@@ -22,6 +23,7 @@ struct L2 { rows: u32, n: u32, inner: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> pr: Pairs;
 @group(0) @binding(0) var<uniform> cube: Cube;
 @group(0) @binding(0) var<uniform> l2: L2;
+@group(0) @binding(0) var<uniform> pc: PdistClamp;
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
@@ -176,6 +178,24 @@ fn rkd_distance_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
   var through_mu = 0.0;
   if (mu >= rkd.eps) { through_mu = dots[0] / (den * den * rkd.pairs); }
   out[o] = (grad[o] + grad[j * rkd.b + i]) / den - 2.0 * through_mu;
+}
+
+// The RKD authors' pdist, in place on the [B, B] distances: off the diagonal, a distance below floor becomes
+// floor (their code clamps the squared distance at floor^2 before the square root; the diagonal stays 0).
+@compute @workgroup_size(256)
+fn pdist_clamp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * WG;
+  if (o >= pc.count) { return; }
+  if (o / pc.b != o % pc.b && out[o] < pc.floor) { out[o] = pc.floor; }
+}
+
+// The clamp's gradient, in place on the distance gradient: 0 where the clamp is active (off the diagonal,
+// dist == floor), so pairs closer than floor carry no gradient, as through torch.clamp.
+@compute @workgroup_size(256)
+fn pdist_clamp_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * WG;
+  if (o >= pc.count) { return; }
+  if (o / pc.b != o % pc.b && dist[o] <= pc.floor) { out[o] = 0.0; }
 }
 
 // ---- RKD angle -----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ export { zeroFlat, gradNormAndClipCoef, sgdUpdate, adamUpdate, normPartialCount,
 // nn and models
 export * from './nn/module.js';
 export * from './nn/layers.js';
+export * from './nn/conv-transpose.js';
 export * from './models/classifier.js';
 export * from './models/hw13.js';
 export * from './models/dwpw.js';

@@ -12,6 +12,7 @@ import { exportTeacherOutputs } from '../teacher/export.js';
 import { Progress } from '../train/progress.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { profileCommands } from './profile.js';
+import { RECIPE_USAGE, recipeCommand } from '../kd/explain.js';
 
 interface Command {
   summary: string;
@@ -222,6 +223,11 @@ const commands: Record<string, Command> = {
     },
   },
   ...profileCommands(TRAIN_SCHEMA, deviceOptions),
+  recipe: {
+    summary: 'recipe explain [SPEC]: the expanded recipe, each term\'s formula and the teacher tensors it needs (every preset without SPEC)',
+    usage: RECIPE_USAGE,
+    run: async (args) => console.log(recipeCommand(args)),
+  },
   info: {
     summary: 'show the WebGPU adapter, backend, features and device limits',
     usage: 'wgkd info [--backend vulkan|metal|d3d12] [--adapter NAME] [--power low-power|high-performance]',

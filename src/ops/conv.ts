@@ -4,10 +4,12 @@
 // - general (anything else): implicit GEMM with register blocking, no im2col buffer; the input gradient of
 //   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead.
 // Weight and bias gradients are chunked parallel reductions with a fixed-order second pass: deterministic.
+// convTranspose2d (torch's conv_transpose2d) runs on the same kernels: its forward is conv2d's input gradient.
 import type { BufferLike, Device } from '../gpu/device.js';
 import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { gemm } from './matmul.js';
+import { add } from './elementwise.js';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -521,4 +523,70 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     }
     return b ? [dx, dw, db] : [dx, dw];
   });
+}
+
+// ---- the transposed convolution --------------------------------------------------------------------------------
+
+export interface ConvTranspose2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+}
+
+/**
+ * The geometry of the convolution whose input gradient is this transposed convolution: that convolution maps the
+ * transposed output [N, Cout, OH, OW] to the transposed input [N, Cin, H, W] with the same weight [Cin, Cout, kH, kW].
+ */
+function transposedGeometry(x: Tensor, weight: Tensor, bias: Tensor | null, options: ConvTranspose2dOptions): Geometry {
+  if (x.ndim !== 4) throw new Error(`conv_transpose2d: input must be [N, Cin, H, W], got ${shapeStr(x.shape)}`);
+  if (weight.ndim !== 4) throw new Error(`conv_transpose2d: weight must be [Cin, Cout, kH, kW], got ${shapeStr(weight.shape)}`);
+  if (x.dtype !== 'f32' || weight.dtype !== 'f32') throw new Error('conv_transpose2d: input and weight must be f32');
+  const [n, cin, h, w] = x.shape;
+  const [wcin, cout, kh, kw] = weight.shape;
+  if (wcin !== cin) throw new Error(`conv_transpose2d: weight ${shapeStr(weight.shape)} is for ${wcin} input channels, the input ${shapeStr(x.shape)} has ${cin}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== cout || bias.dtype !== 'f32')) {
+    throw new Error(`conv_transpose2d: bias must be f32 [${cout}] (one value per output channel), got ${shapeStr(bias.shape)}`);
+  }
+  if (x.device !== weight.device || (bias && bias.device !== x.device)) throw new Error('conv_transpose2d: tensors are on different devices');
+  const [sh, sw] = pair(options.stride, 1, 'stride');
+  const [ph, pw] = pair(options.padding, 0, 'padding');
+  const [dh, dw] = pair(options.dilation, 1, 'dilation');
+  if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0) {
+    throw new Error(`conv_transpose2d: stride and dilation must be >= 1 and padding >= 0, got stride [${sh}, ${sw}], dilation [${dh}, ${dw}], padding [${ph}, ${pw}]`);
+  }
+  // torch: (H - 1) * stride - 2 * padding + dilation * (kH - 1) + 1 (output_padding 0).
+  const oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + 1;
+  const ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + 1;
+  if (oh < 1 || ow < 1) throw new Error(`conv_transpose2d: input ${shapeStr(x.shape)} with kernel [${kh}, ${kw}] and padding [${ph}, ${pw}] gives an empty ${oh}x${ow} output`);
+  if ((kw - 1) * dw + 1 > MAX_WINDOW || kw > MAX_ACC) {
+    throw new Error(`conv_transpose2d: kernel width ${kw} with dilation ${dw} spans ${(kw - 1) * dw + 1} columns; at most ${MAX_WINDOW} are supported`);
+  }
+  return { n, c: cout, h: oh, w: ow, o: cin, oh: h, ow: w, kh, kw, sh, sw, ph, pw, dh, dw, groups: 1, cg: cout, og: cin, mult: 1 };
+}
+
+/**
+ * Transposed 2-D convolution, like torch.nn.functional.conv_transpose2d (groups 1, output_padding 0).
+ * x: [N, Cin, H, W]; weight: [Cin, Cout, kH, kW]; bias: [Cout] or null. Returns [N, Cout, OH, OW] with
+ * OH = (H - 1) * stride - 2 * padding + dilation * (kH - 1) + 1:
+ *   out[n, co, y * s - p + ky * d, x * s - p + kx * d] += x[n, ci, y, x] * weight[ci, co, ky, kx].
+ * That is the input gradient of conv2d with the same weight, so forward and backward reuse conv2d's kernels:
+ * dx = conv2d(gy, weight), dW = conv2d's weight gradient with gy as its input and x as its output gradient.
+ */
+export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: ConvTranspose2dOptions = {}): Tensor {
+  const b = bias ?? null;
+  const g = transposedGeometry(x, weight, b, options);
+  const path: 'general' | 'pointwise' = isPointwise(g) ? 'pointwise' : 'general';
+  const dev = x.device;
+  const out = inputGrad(dev, path, g, x, weight);
+  const y = record(out, 'conv_transpose2d', [x, weight], (gy) => {
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = Tensor.empty([g.n, g.o, g.oh, g.ow], { device: dev });
+      forward(dev, path, g, gy, weight, null, dx);
+    }
+    let dw: Tensor | null = null;
+    if (weight.requiresGrad) dw = path === 'pointwise' ? weightGradPointwise(dev, g, x, gy) : weightGrad(dev, 'general', g, x, gy, false)[0];
+    return [dx, dw];
+  });
+  return b ? add(y, b.reshape([1, g.c, 1, 1])) : y;
 }

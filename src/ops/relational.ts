@@ -79,17 +79,29 @@ export function cdist(a: Tensor, b: Tensor): Tensor {
  * RKD distance-wise structure: psi [B, B] with psi_ij = d_ij / mu, d = cdist(e, e), mu = the mean of d_ij over
  * i != j (the diagonal is 0, so mu = sum(d) / (B (B - 1))). The gradient flows through mu too.
  * Guard: psi = d / max(mu, eps) with eps = RKD_EPS, so B = 1 or a batch of equal rows (mu = 0) gives psi = 0
- * and a zero gradient, never NaN. (The authors' code averages over d_ij > 0 instead of i != j; the two differ
- * only when a batch holds duplicated samples.)
+ * and a zero gradient, never NaN.
+ *
+ * `pdistClamp` (the RKD authors' code, 1e-12 there): off the diagonal, squared distances are clamped at that value
+ * before the square root (d_ij = max(d_ij, sqrt(pdistClamp)), no gradient where the clamp is active), and mu is
+ * the mean over d_ij > 0. With the clamp every off-diagonal d_ij is > 0, so that mean is again the mean over
+ * i != j: the two definitions agree even for duplicated rows, which then count at distance 1e-6 instead of 0
+ * (smooth-L1 distance losses 0.14224739 vs 0.14224740 on test/recipe.test.ts's batch of 8 with 3 duplicated rows).
+ * They differ only for an unclamped pdist, where duplicated rows drop out of a mean over d > 0 (0.10684141 there).
  */
-export function rkdDistance(e: Tensor, options: { eps?: number } = {}): Tensor {
+export function rkdDistance(e: Tensor, options: { eps?: number; pdistClamp?: number } = {}): Tensor {
   const [batch, features] = requireEmbeddings('rkdDistance', 'e', e);
   const eps = options.eps ?? RKD_EPS;
+  const clamp = options.pdistClamp;
+  if (clamp !== undefined && !(clamp > 0 && Number.isFinite(clamp))) throw new Error(`rkdDistance: pdistClamp must be a finite number > 0, got ${clamp}`);
   const dev = e.device;
   const count = batch * batch;
   const pairs = Math.max(batch * (batch - 1), 1);
   const dist = Tensor.empty([batch, batch], { device: dev });
   distances(e, e, dist, batch, batch, features);
+  const clampParams = { count, b: batch, floor: Math.sqrt(clamp ?? 0) };
+  if (clamp !== undefined) {
+    dev.dispatch('relational', 'pdist_clamp', { bindings: { out: dist }, params: clampParams, workgroups: Math.ceil(count / WG) });
+  }
   const total = Tensor.empty([1], { device: dev });
   dev.dispatch('relational', 'sum_all', { bindings: { x: dist, out: total }, params: { count }, workgroups: 1 });
   const psi = Tensor.empty([batch, batch], { device: dev });
@@ -108,6 +120,9 @@ export function rkdDistance(e: Tensor, options: { eps?: number } = {}): Tensor {
       params,
       workgroups: Math.ceil(count / WG),
     });
+    if (clamp !== undefined) {
+      dev.dispatch('relational', 'pdist_clamp_backward', { bindings: { dist, out: gradDist }, params: clampParams, workgroups: Math.ceil(count / WG) });
+    }
     const ge = distanceGradient(dev, gradDist, dist, e, e, { rows: batch, inner: batch, cols: features, wRow: batch, wCol: 1 });
     for (const t of [dots, gradDist, dist, total]) t.dispose();
     return [ge];

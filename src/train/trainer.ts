@@ -9,7 +9,7 @@ import { noGrad } from '../autograd/tape.js';
 import { createModel, models } from '../models/registry.js';
 import type { Classifier } from '../models/classifier.js';
 import { Module } from '../nn/module.js';
-import { Recipe, parseRecipe, type RecipeConfig, type TeacherTensors } from '../kd/recipe.js';
+import { Recipe, expandRecipe, type RecipeConfig, type TeacherTensors } from '../kd/recipe.js';
 import { openTeacherOutputs, type TeacherOutputs } from '../teacher/outputs.js';
 import { datasetIdentity, type Dataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
@@ -176,7 +176,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   }
 
   // ---- teacher and recipe ----
-  const recipeConfig = parseRecipe(cfg.recipe);
+  const recipeConfig = expandRecipe(cfg.recipe); // every default filled in: printed, in config.json and the checkpoint
   const teacherTerms = (['kd', 'dkd', 'rkd', 'dm', 'fitnet'] as const).filter((t) => recipeConfig[t] !== undefined);
   if (!cfg.teacher && teacherTerms.length > 0) {
     throw new Error(`recipe ${JSON.stringify(recipeConfig)} needs teacher outputs (for ${teacherTerms.join(', ')}): pass --teacher FILE`);
@@ -259,6 +259,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
 
   log(`training ${cfg.model} (${modelParams.toLocaleString('en')} params${extraParams ? ` + ${extraParams.toLocaleString('en')} training-only` : ''}) on ${cfg.dataset} ` +
       `(${trainSet.length} train / ${valSet.length} validation), recipe ${JSON.stringify(recipeConfig)}, ${dev.summary.description}`);
+  if (recipe.describeRegressor()) log(recipe.describeRegressor()!);
 
   for (let epoch = state.epoch; epoch < epochCount && !stoppedEarly; epoch++) {
     const epochStart = performance.now();

@@ -94,3 +94,85 @@ export function conv2dBackward(
   });
   return { x: dx, weight: dw, bias: db };
 }
+
+// ---- transposed convolution (torch.nn.functional.conv_transpose2d, groups 1, output_padding 0) ---------------
+
+export interface ConvTransposeSpec {
+  x: [number, number, number, number]; // [N, Cin, H, W]
+  weight: [number, number, number, number]; // [Cin, Cout, kH, kW]
+  stride?: [number, number];
+  padding?: [number, number];
+  dilation?: [number, number];
+}
+
+export function convTransposeOutputShape(s: ConvTransposeSpec): [number, number, number, number] {
+  const [n, , h, w] = s.x;
+  const [, cout, kh, kw] = s.weight;
+  const [sh, sw] = s.stride ?? [1, 1];
+  const [ph, pw] = s.padding ?? [0, 0];
+  const [dh, dw] = s.dilation ?? [1, 1];
+  return [n, cout, (h - 1) * sh - 2 * ph + dh * (kh - 1) + 1, (w - 1) * sw - 2 * pw + dw * (kw - 1) + 1];
+}
+
+/**
+ * Calls visit(outIndex, xIndex, wIndex) for every (input element, kernel tap) pair that lands inside the output:
+ * x[n, ci, y, x] * w[ci, co, ky, kx] is added to out[n, co, y*sh - ph + ky*dh, x*sw - pw + kx*dw] (the scatter form
+ * of the definition, written independently of conv2d's walk).
+ */
+function forEachTransposedTap(s: ConvTransposeSpec, visit: (outIndex: number, xIndex: number, wIndex: number) => void): void {
+  const [n, cin, h, w] = s.x;
+  const [, cout, kh, kw] = s.weight;
+  const [, , oh, ow] = convTransposeOutputShape(s);
+  const [sh, sw] = s.stride ?? [1, 1];
+  const [ph, pw] = s.padding ?? [0, 0];
+  const [dh, dw] = s.dilation ?? [1, 1];
+  for (let b = 0; b < n; b++) {
+    for (let ci = 0; ci < cin; ci++) {
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const xIndex = ((b * cin + ci) * h + y) * w + x;
+          for (let co = 0; co < cout; co++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const oy = y * sh - ph + ky * dh;
+              if (oy < 0 || oy >= oh) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ox = x * sw - pw + kx * dw;
+                if (ox < 0 || ox >= ow) continue;
+                visit(((b * cout + co) * oh + oy) * ow + ox, xIndex, ((ci * cout + co) * kh + ky) * kw + kx);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+export function convTranspose2d(s: ConvTransposeSpec, x: Float64Array, weight: Float64Array, bias: Float64Array | null): Float64Array {
+  const [n, cout, oh, ow] = convTransposeOutputShape(s);
+  const out = new Float64Array(n * cout * oh * ow);
+  if (bias) for (let i = 0; i < out.length; i++) out[i] = bias[Math.floor(i / (oh * ow)) % cout];
+  forEachTransposedTap(s, (oi, xi, wi) => {
+    out[oi] += x[xi] * weight[wi];
+  });
+  return out;
+}
+
+/** Gradients of sum(convTranspose2d(x, weight, bias) * gOut) with respect to x, weight and bias. */
+export function convTranspose2dBackward(
+  s: ConvTransposeSpec,
+  x: Float64Array,
+  weight: Float64Array,
+  gOut: Float64Array,
+): { x: Float64Array; weight: Float64Array; bias: Float64Array } {
+  const [, cout, oh, ow] = convTransposeOutputShape(s);
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(weight.length);
+  const db = new Float64Array(cout);
+  for (let i = 0; i < gOut.length; i++) db[Math.floor(i / (oh * ow)) % cout] += gOut[i];
+  forEachTransposedTap(s, (oi, xi, wi) => {
+    dx[xi] += gOut[oi] * weight[wi];
+    dw[wi] += gOut[oi] * x[xi];
+  });
+  return { x: dx, weight: dw, bias: db };
+}
