@@ -12,7 +12,7 @@ import { formatReport, summarize } from './report.js';
 import { chromeTrace } from './trace.js';
 import { writeTimeline } from './timeline.js';
 
-export interface ProfileOptions {
+export interface ProfileTrainingOptions {
   steps: number; // profiled steps (and as many unprofiled ones for the overhead)
   warmup: number;
   trace?: string;
@@ -35,7 +35,7 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-export async function profileTraining(dev: Device, config: Partial<TrainConfig>, o: ProfileOptions): Promise<ProfileResult> {
+export async function profileTraining(dev: Device, config: Partial<TrainConfig>, o: ProfileTrainingOptions): Promise<ProfileResult> {
   const log = o.log ?? (() => {});
   if (!(o.steps >= 1) || !(o.warmup >= 0)) throw new Error(`profile: --steps must be >= 1 and --warmup >= 0, got ${o.steps} and ${o.warmup}`);
   const ceiling = o.roofline === false ? null : await roofline(dev, { log: (l) => log(`roofline: ${l} (cached afterwards)`) });
