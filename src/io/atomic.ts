@@ -143,3 +143,35 @@ export async function writeFileAtomic(target: string, data: Bytes | readonly Byt
   }
   fsyncDirSync(absoluteDir(target));
 }
+
+const TEMP_NAME = /^\.(.+)\.(\d+)\.[0-9a-z]+\.\d+\.tmp$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/**
+ * Removes the temporary files (tempPathFor names) in `dir` whose writing process is gone: what an atomic write
+ * killed mid-way leaves. Files of live processes are left alone (they may be writing now). Returns the names removed.
+ */
+export function removeStaleTempFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = TEMP_NAME.exec(name);
+    if (!match || processAlive(Number(match[2]))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
