@@ -1,9 +1,9 @@
 // The `wgkd` command line. Each command is one entry: a one-line summary, its usage, and what it runs.
-import { readFileSync } from 'node:fs';
 import { Device, type DeviceOptions } from '../gpu/device.js';
 import { describeAdapter } from './info.js';
-import { parseFlags, schemaOf, type FlagType } from './args.js';
-import { DEFAULT_CONFIG, train, type TrainConfig } from '../train/trainer.js';
+import { checkChoice, kebab, parseFlags, schemaOf, type FlagType } from './args.js';
+import { DEFAULT_CONFIG, checkTrainOptions, readConfigFile, train, type TrainConfig } from '../train/trainer.js';
+import { exitCodeFor } from '../train/interrupt.js';
 import { evaluate } from '../train/evaluate.js';
 import { modelFromCheckpoint } from '../train/checkpoint.js';
 import { createModel, models } from '../models/registry.js';
@@ -22,11 +22,13 @@ const DEVICE_FLAGS: Record<string, FlagType> = { backend: 'string', adapter: 'st
 
 function deviceOptions(flags: Record<string, unknown>): DeviceOptions {
   return {
-    backend: flags.backend as string | undefined,
+    backend: checkChoice('wgkd', '--backend', flags.backend, ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles', 'null']),
     adapter: flags.adapter as string | undefined,
-    powerPreference: flags.power as GPUPowerPreference | undefined,
+    powerPreference: checkChoice('wgkd', '--power', flags.power, ['low-power', 'high-performance']),
   };
 }
+
+const SPLITS: SplitRole[] = ['test', 'validation', 'train'];
 
 /** Loads a checkpoint's model (and the dataset split it should run on). */
 function dataOptions(flags: Record<string, unknown>, config: Record<string, unknown>) {
@@ -55,10 +57,17 @@ const commands: Record<string, Command> = {
       '           [--out runs/NAME] [--resume] [--max-params 60000] [--augment auto|none|flip|flip+crop] ... (every config key)',
     run: async (args) => {
       const flags = parseFlags(args, TRAIN_SCHEMA, 'train');
-      const fromFile = flags.config ? (JSON.parse(readFileSync(String(flags.config), 'utf8')) as Partial<TrainConfig>) : {};
       const { config: _c, backend: _b, adapter: _a, power: _p, ...overrides } = flags;
+      checkTrainOptions(overrides, 'train', kebab); // the same schema as a config file: allowed values, ranges
+      const fromFile = flags.config ? readConfigFile(String(flags.config)) : {};
       const dev = await Device.open(deviceOptions(flags));
       const result = await train({ ...fromFile, ...(overrides as Partial<TrainConfig>) }, { device: dev });
+      if (result.interrupted) {
+        // train() saved last.safetensors and said how to resume.
+        dev.destroy();
+        process.exitCode = exitCodeFor(result.interrupted);
+        return;
+      }
       console.log(`best validation accuracy ${result.bestAccuracy.toFixed(4)} (epoch ${result.bestEpoch}); ${result.imagesPerSecond.toFixed(0)} img/s; run folder ${result.runDir}`);
       dev.destroy();
     },
@@ -69,9 +78,9 @@ const commands: Record<string, Command> = {
     run: async (args) => {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', ...DEVICE_FLAGS }, 'eval');
       if (!flags.checkpoint) throw new Error('eval: --checkpoint FILE is required');
+      const split = checkChoice('eval', '--split', flags.split, SPLITS) ?? 'test';
       const dev = await Device.open(deviceOptions(flags));
       const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
-      const split = (flags.split as SplitRole | undefined) ?? 'test';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const progress = new Progress(`eval ${split}`, ds.length);
       const r = await evaluate(model, ds, { onProgress: (d) => progress.update(d) });
@@ -89,9 +98,9 @@ const commands: Record<string, Command> = {
     run: async (args) => {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', out: 'string', ...DEVICE_FLAGS }, 'predict');
       if (!flags.checkpoint) throw new Error('predict: --checkpoint FILE is required');
+      const split = checkChoice('predict', '--split', flags.split, ['evaluation', ...SPLITS]) ?? 'evaluation';
       const dev = await Device.open(deviceOptions(flags));
       const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
-      const split = (flags.split as SplitRole | 'evaluation' | undefined) ?? 'evaluation';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const r = await evaluate(model, ds);
       // Ids: the zero-padded index of each file in the sorted file list (the datasets keep that order).
@@ -158,7 +167,7 @@ const commands: Record<string, Command> = {
         throw new Error('teacher export: give one of --checkpoint FILE (a wgkd checkpoint) or --weights FILE (a converted torchvision state dict)');
       }
       if (flags.weights && !flags.dataset) throw new Error('teacher export: --weights needs --dataset fashion-mnist|food11');
-      const split = (flags.split as SplitRole | undefined) ?? 'train';
+      const split = checkChoice('teacher export', '--split', flags.split, SPLITS) ?? 'train';
       const dev = await Device.open(deviceOptions(flags));
       let teacher: ReturnType<typeof createModel>;
       let ds: Awaited<ReturnType<typeof openDataset>>;

@@ -116,15 +116,16 @@ export const TRAIN_OPTIONS: Readonly<Record<keyof TrainConfig, OptionSpec>> = {
   quiet: { type: 'boolean' },
 };
 
-/** Edit distance (insert, delete, substitute), for did-you-mean suggestions. */
+/** Edit distance (insert, delete, substitute, swap two neighbours), for did-you-mean suggestions. */
 function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 
 /** The known name closest to `name` (spelling, case, or '-'/'_' apart), or null when none is close. */

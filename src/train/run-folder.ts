@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomicSync } from '../io/atomic.js';
 import type { TrainConfig } from './config.js';
 import type { TrainerState } from './checkpoint.js';
+import { checkResumable } from './setup.js';
 
 export interface RunPaths {
   dir: string;
@@ -33,6 +34,7 @@ function earlierRun(paths: RunPaths): string[] {
  */
 export function prepareRunFolder(cfg: TrainConfig, log: (line: string) => void): RunPaths {
   const paths = runPaths(cfg.out);
+  if (cfg.resume) checkResumable(cfg);
   mkdirSync(cfg.out, { recursive: true });
   const removed = removeStaleTempFiles(cfg.out);
   if (removed.length > 0) log(`removed ${removed.length} temporary file(s) left by an interrupted write: ${removed.join(', ')}`);

@@ -211,12 +211,17 @@ export function lastCheckpointPath(cfg: Pick<TrainConfig, 'out'>): string {
 }
 
 /** --resume continues `<out>/last.safetensors`; a folder without one is an error (a typo in --out must not start a new run unnoticed). */
-function checkpointToResume(cfg: TrainConfig): { path: string; ckpt: Checkpoint } {
+export function checkResumable(cfg: Pick<TrainConfig, 'out'>): string {
   const path = lastCheckpointPath(cfg);
   if (!existsSync(path)) {
     const what = existsSync(cfg.out) ? 'holds no last.safetensors' : 'does not exist';
     throw new Error(`--resume: ${cfg.out} ${what}, so there is no run to continue (check --out; without --resume a fresh run starts there)`);
   }
+  return path;
+}
+
+function checkpointToResume(cfg: TrainConfig): { path: string; ckpt: Checkpoint } {
+  const path = checkResumable(cfg);
   return { path, ckpt: loadCheckpoint(path) };
 }
 
