@@ -138,7 +138,7 @@ export class TeacherOutputs {
 
     // Every tensor we use: float, with the same leading [V, N] (or [N]) as the logits.
     let embeddingDim: number | null = null;
-    const hintShapes: Record<string, [number, number, number]> = {};
+    const hintShapes: Record<string, [number, number, number]> = Object.create(null); // 'hint.__proto__' is a name like any
     for (const name of file.names) {
       const info = file.info(name);
       const isHint = name.startsWith(HINT_PREFIX);

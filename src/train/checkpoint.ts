@@ -113,9 +113,10 @@ export function loadCheckpoint(path: string): Checkpoint {
   const state = parseMetadataJson(path, metadata, 'wgkd') as TrainerState;
   if (!state || typeof state !== 'object' || state.format !== CHECKPOINT_FORMAT) throw new Error(`${path} is not a wgkd checkpoint (no '${CHECKPOINT_FORMAT}' metadata)`);
   checkState(path, state);
-  const model: StateDict = {};
-  const extra: StateDict = {};
-  const buffers: Record<string, Float32Array[]> = {};
+  // No prototype: a tensor named 'optim.__proto__.0' must make a key, not write into Object.prototype.
+  const model: StateDict = Object.create(null);
+  const extra: StateDict = Object.create(null);
+  const buffers: Record<string, Float32Array[]> = Object.create(null);
   for (const [name, t] of Object.entries(tensors)) {
     if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor '${name}' is ${t.dtype}, expected F32`);
     const entry = { shape: t.shape, data: t.data };
