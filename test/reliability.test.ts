@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkTrainOptions, loadCheckpoint, modelFromCheckpoint, openTeacherOutputs, readConfigFile, saveCheckpoint, train, writeTeacherOutputs } from '../src/index.js';
+import { checkTrainOptions, closeRun, getDevice, loadCheckpoint, runStep, setUpRun, modelFromCheckpoint, openTeacherOutputs, readConfigFile, saveCheckpoint, train, writeTeacherOutputs } from '../src/index.js';
 import { readSafetensors, writeSafetensors } from '../src/teacher/safetensors.js';
 import { useDevice } from './helpers/device.js';
 import { makeFood11, type Food11Fixture } from './helpers/food11-fixture.js';
@@ -186,5 +186,31 @@ describe('teacher files with NaN or Inf', () => {
     expect(() => t.readBatch([0, 1], 0)).not.toThrow();
     expect(() => t.readBatch([2, 5], 0)).toThrow(/'hint\.layer2' holds Infinity in row 5 \(sample 5, view 0 'identity'\), element 1 of the row/);
     t.close();
+  });
+});
+
+describe('the run in parts (what a profiler drives)', () => {
+  it('setUpRun + runStep give the steps train() runs, bit for bit; train() calls the step hooks around each', async () => {
+    const calls: string[] = [];
+    const trained = await train(
+      { ...base('parts-train'), maxSteps: 3 },
+      { hooks: { beforeStep: () => calls.push('before'), afterStep: async ({ epoch, step, loss }) => void calls.push(`after ${epoch}/${step}/${loss}`) } },
+    );
+    trained.model.dispose();
+    const l = trained.stepLosses;
+    expect(calls).toEqual(['before', `after 1/1/${l[0]}`, 'before', `after 1/2/${l[1]}`, 'before', `after 2/3/${l[2]}`]);
+    const run = await setUpRun({ ...base('parts-run') }, getDevice());
+    const losses: number[] = [];
+    for (const epoch of [0, 1]) {
+      for await (const batch of run.loader.epoch(epoch)) {
+        if (losses.length === 3) break;
+        losses.push((await runStep(run, batch, epoch)).loss);
+      }
+    }
+    expect(losses).toEqual(l);
+    expect(run.state.globalStep).toBe(3);
+    expect(existsSync(join(work, 'parts-run'))).toBe(false); // setting up writes nothing
+    closeRun(run);
+    run.model.dispose();
   });
 });
