@@ -53,6 +53,13 @@ describe('numerical blow-ups', () => {
     for (const f of ['last', 'best']) expect(loadCheckpoint(join(cfg.out, `${f}.safetensors`)).state.epoch).toBe(1);
   });
 
+  it('Adam with lr 1e30: the step after the blow-up stops the run (no checkpoint written yet, none claimed)', async () => {
+    // Step 1 moves the weights by about lr (finite, ~1e30); step 2's forward or backward overflows.
+    const err = await train({ ...base('adam-blowup'), lr: 1e30, epochs: 1 }).then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(/^(loss became (NaN|Infinity|-Infinity) at epoch 1, step 2 in the forward pass|gradients became (NaN|Inf) at epoch 1, step 2 in the backward pass) .*; no checkpoint was written before it$/);
+    expect(existsSync(join(work, 'adam-blowup', 'last.safetensors'))).toBe(false);
+  });
+
   it('a checkpoint is never written with NaN or Inf in it; loading one (eval, predict) names the tensor', async () => {
     const r = await train({ ...base('nan-ckpt'), epochs: 1 });
     r.model.dispose();
@@ -118,6 +125,9 @@ describe('checkpoints that do not fit say what is wrong', () => {
     await expect(train({ ...base('fit'), model: 'hw13-sample', resume: true })).rejects.toThrow(
       /fit[\\/]last\.safetensors holds dwpw \(3x24x24, 11 classes\); this run asks for hw13-sample \(3x24x24, 11 classes\): use another --out or the same --model/,
     );
+  });
+  it('--resume with another --optimizer names the file and the flag', async () => {
+    await expect(train({ ...base('fit'), optimizer: 'sgd', resume: true })).rejects.toThrow(/fit[\\/]last\.safetensors: its optimiser state does not fit this run \(--optimizer sgd\): loadStateDict: state of a Adam, this is a SGD/);
   });
   it('weights of another shape: one message with at most a few mismatch lines', () => {
     const file = rewrite(last, join(work, 'renamed.safetensors'), (f) => {

@@ -10,7 +10,7 @@ import { saveCheckpoint, type PartialEpoch } from './checkpoint.js';
 import { Progress, duration } from './progress.js';
 import { DEFAULT_CONFIG, checkTrainOptions, type TrainConfig } from './config.js';
 import { closeRun, setUpRun, type Run } from './setup.js';
-import { NonFiniteError, runStep } from './step.js';
+import { NonFiniteError, runStep, type StepResult } from './step.js';
 import { MetricsLog, prepareRunFolder, writeRunConfig, type RunPaths } from './run-folder.js';
 import { Interruptions } from './interrupt.js';
 
@@ -107,6 +107,15 @@ interface Loop {
 
 type EpochEnd = { kind: 'complete' | 'maxSteps' | 'interrupted'; totals: PartialEpoch; seen: number; seconds: number; progress: Progress };
 
+/** Adds a step to the epoch's running sums (kept in mid-epoch checkpoints, so a resumed epoch's record is whole). */
+function addStep(totals: PartialEpoch, step: StepResult): void {
+  totals.sums.total = (totals.sums.total ?? 0) + step.loss;
+  for (const [n, v] of Object.entries(step.parts)) totals.sums[n] = (totals.sums[n] ?? 0) + v;
+  totals.correct += step.correct;
+  totals.seen += step.batchSize;
+  totals.steps++;
+}
+
 /** The steps of one epoch (from the checkpoint's position when resuming mid-epoch). */
 async function trainEpoch(loop: Loop, epoch: number): Promise<EpochEnd> {
   const { run, metrics, checkpoints, interruptions, hooks, stepLosses } = loop;
@@ -131,11 +140,7 @@ async function trainEpoch(loop: Loop, epoch: number): Promise<EpochEnd> {
     }
     stepLosses.push(step.loss);
     await hooks.afterStep?.({ epoch: epoch + 1, step: state.globalStep, loss: step.loss });
-    totals.sums.total = (totals.sums.total ?? 0) + step.loss;
-    for (const [n, v] of Object.entries(step.parts)) totals.sums[n] = (totals.sums[n] ?? 0) + v;
-    totals.correct += step.correct;
-    totals.seen += step.batchSize;
-    totals.steps++;
+    addStep(totals, step);
     seen += step.batchSize;
     if (cfg.logSteps) metrics.append({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: step.lr, loss: step.loss, parts: step.parts, accuracy: step.correct / step.batchSize });
     const mean = (n: string) => (totals.sums[n] / totals.steps).toFixed(4);
@@ -214,7 +219,8 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
       else await loop.checkpoints.save('last'); // mid-epoch: resumable from exactly here
       if (end.kind === 'maxSteps') end.progress.done(`stopped after ${loop.stepLosses.length} steps (maxSteps); resumable from ${paths.last}`);
       const reachedMaxSteps = cfg.maxSteps > 0 && loop.stepLosses.length >= cfg.maxSteps;
-      if (loop.interruptions.signal) stop = 'interrupted';
+      const finished = end.kind === 'complete' && epoch + 1 === run.epochCount;
+      if (loop.interruptions.signal && !finished) stop = 'interrupted';
       else if (end.kind !== 'complete' || reachedMaxSteps) stop = 'maxSteps';
     }
   } finally {
