@@ -93,6 +93,14 @@ describe('interruptions', () => {
     if (existsSync(join(out, 'last.safetensors'))) expect(() => loadCheckpoint(join(out, 'last.safetensors'))).not.toThrow();
   });
 
+  it('SIGTERM stops the same way, exit 143 (128 + 15)', async () => {
+    const out = join(work, 'sigterm');
+    const r = await trainUntil(out, 1, ['SIGTERM']);
+    expect(r.status, r.stderr).toBe(143);
+    expect(r.stderr).toMatch(/stopped at epoch \d, step \d: resume with --resume/);
+    expect(loadCheckpoint(join(out, 'last.safetensors')).state.globalStep).toBe(steps(out).length);
+  });
+
   it('SIGKILL between periodic checkpoints: resume drops the log past the checkpoint and the temp files, and is bit-exact', async () => {
     const out = join(work, 'sigkill');
     const r = await trainUntil(out, 4, ['SIGKILL'], ['--checkpoint-every', '0.01']);

@@ -3,7 +3,7 @@ import { Device, type DeviceOptions } from '../gpu/device.js';
 import { describeAdapter } from './info.js';
 import { checkChoice, kebab, parseFlags, schemaOf, type FlagType } from './args.js';
 import { DEFAULT_CONFIG, checkTrainOptions, readConfigFile, train, type TrainConfig } from '../train/trainer.js';
-import { exitCodeFor } from '../train/interrupt.js';
+import { TrainingInterrupted } from '../train/interrupt.js';
 import { evaluate } from '../train/evaluate.js';
 import { modelFromCheckpoint } from '../train/checkpoint.js';
 import { createModel, models } from '../models/registry.js';
@@ -62,12 +62,6 @@ const commands: Record<string, Command> = {
       const fromFile = flags.config ? readConfigFile(String(flags.config)) : {};
       const dev = await Device.open(deviceOptions(flags));
       const result = await train({ ...fromFile, ...(overrides as Partial<TrainConfig>) }, { device: dev });
-      if (result.interrupted) {
-        // train() saved last.safetensors and said how to resume.
-        dev.destroy();
-        process.exitCode = exitCodeFor(result.interrupted);
-        return;
-      }
       console.log(`best validation accuracy ${result.bestAccuracy.toFixed(4)} (epoch ${result.bestEpoch}); ${result.imagesPerSecond.toFixed(0)} img/s; run folder ${result.runDir}`);
       dev.destroy();
     },
@@ -275,5 +269,5 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   console.error(`wgkd: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
+  process.exitCode = err instanceof TrainingInterrupted ? err.exitCode : 1; // 130 after Ctrl-C, as shells expect
 });

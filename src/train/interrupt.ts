@@ -30,3 +30,18 @@ export class Interruptions {
     for (const s of Object.keys(SIGNAL_NUMBERS)) process.off(s, this.onSignal);
   }
 }
+
+/** What train() throws after an interruption, once last.safetensors holds the position it stopped at. */
+export class TrainingInterrupted extends Error {
+  constructor(
+    readonly signal: NodeJS.Signals,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TrainingInterrupted';
+  }
+
+  get exitCode(): number {
+    return exitCodeFor(this.signal);
+  }
+}

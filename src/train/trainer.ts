@@ -12,11 +12,12 @@ import { DEFAULT_CONFIG, checkTrainOptions, type TrainConfig } from './config.js
 import { closeRun, setUpRun, type Run } from './setup.js';
 import { NonFiniteError, runStep, type StepResult } from './step.js';
 import { MetricsLog, prepareRunFolder, writeRunConfig, type RunPaths } from './run-folder.js';
-import { Interruptions } from './interrupt.js';
+import { Interruptions, TrainingInterrupted } from './interrupt.js';
 
 export { DEFAULT_CONFIG, TRAIN_OPTIONS, checkTrainOptions, readConfigFile, type TrainConfig } from './config.js';
 export { setUpRun, closeRun, type Run } from './setup.js';
 export { runStep, NonFiniteError, type StepResult } from './step.js';
+export { TrainingInterrupted } from './interrupt.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -40,9 +41,7 @@ export interface TrainResult {
   stepLosses: number[]; // total loss of every step this call ran (tests use it for exact-resume checks)
   imagesPerSecond: number;
   seconds: number;
-  stoppedEarly: boolean; // maxSteps reached, or interrupted
-  /** The signal that stopped the run (it saved last.safetensors first), or null. */
-  interrupted: NodeJS.Signals | null;
+  stoppedEarly: boolean; // maxSteps reached (an interruption throws TrainingInterrupted instead)
   adapter: string;
 }
 
@@ -227,10 +226,12 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
     loop.interruptions.remove();
     closeRun(run);
   }
-  const interrupted = stop === 'interrupted' ? loop.interruptions.signal : null;
-  if (interrupted) process.stderr.write(`stopped at epoch ${state.epoch + 1}, step ${state.stepInEpoch}: resume with --resume (${paths.last})\n`);
+  if (stop === 'interrupted') {
+    // Thrown, not returned: a caller that goes on to evaluate or report must not mistake this for a finished run.
+    throw new TrainingInterrupted(loop.interruptions.signal!, `stopped at epoch ${state.epoch + 1}, step ${state.stepInEpoch}: resume with --resume (${paths.last})`);
+  }
   const seconds = (performance.now() - runStart) / 1000;
-  if (!interrupted) log(`done in ${duration(seconds)}: best validation accuracy ${state.bestAccuracy.toFixed(4)} (epoch ${state.bestEpoch})`);
+  log(`done in ${duration(seconds)}: best validation accuracy ${state.bestAccuracy.toFixed(4)} (epoch ${state.bestEpoch})`);
   return {
     runDir: cfg.out,
     model: run.model,
@@ -243,7 +244,6 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
     imagesPerSecond: trainSeconds > 0 ? imagesSeen / trainSeconds : 0,
     seconds,
     stoppedEarly: stop !== null,
-    interrupted,
     adapter: dev.summary.description,
   };
 }
