@@ -204,11 +204,11 @@ describe('the run in parts (what a profiler drives)', () => {
     const calls: string[] = [];
     const trained = await train(
       { ...base('parts-train'), maxSteps: 3 },
-      { hooks: { beforeStep: () => calls.push('before'), afterStep: async ({ epoch, step, loss }) => void calls.push(`after ${epoch}/${step}/${loss}`) } },
+      { hooks: { onStart: ({ model, extras }) => void calls.push(`start ${model.numParameters()} ${extras.length}`), beforeStep: () => calls.push('before'), afterStep: async ({ epoch, step, loss }) => void calls.push(`after ${epoch}/${step}/${loss}`) } },
     );
     trained.model.dispose();
     const l = trained.stepLosses;
-    expect(calls).toEqual(['before', `after 1/1/${l[0]}`, 'before', `after 1/2/${l[1]}`, 'before', `after 2/3/${l[2]}`]);
+    expect(calls).toEqual(['start 59147 0', 'before', `after 1/1/${l[0]}`, 'before', `after 1/2/${l[1]}`, 'before', `after 2/3/${l[2]}`]);
     const run = await setUpRun({ ...base('parts-run') }, getDevice());
     const losses: number[] = [];
     for (const epoch of [0, 1]) {

@@ -28,8 +28,10 @@ export interface Run {
   valSet: Dataset;
   model: Classifier;
   modelParams: number;
-  /** Training-only modules of the recipe (e.g. FitNet regressors), as one module. */
+  /** Training-only modules of the recipe (e.g. FitNet regressors), as one module... */
   extras: Module;
+  /** ...and one by one. */
+  extraModules: Module[];
   extraParams: number;
   recipeConfig: RecipeConfig;
   recipe: Recipe;
@@ -152,7 +154,8 @@ export async function setUpRun(partial: Partial<TrainConfig>, device: Device): P
   if (resumeFrom) checkpointFits(resumeFrom.path, resumeFrom.ckpt, cfg.model, modelSpec);
   const model = makeStudent(cfg, trainSet);
   const { recipeConfig, teacher, recipe, hintShapes } = teacherAndRecipe(cfg, model, trainSet);
-  const extras = new Group(recipe.extraModules());
+  const extraModules = recipe.extraModules();
+  const extras = new Group(extraModules);
   const optimizer = makeOptimizer(cfg, [...model.parameters(), ...extras.parameters()]);
   const views = teacher && teacher.views.length > 1 ? teacher.views : undefined;
   const loader = new DataLoader(trainSet, { batchSize: cfg.batch, shuffle: true, seed: cfg.seed, dropLast: true, views, augment: augmentOptions(cfg.augment, recipe, teacher) });
@@ -193,6 +196,7 @@ export async function setUpRun(partial: Partial<TrainConfig>, device: Device): P
     model,
     modelParams: model.numParameters(),
     extras,
+    extraModules,
     extraParams: extras.numParameters(),
     recipeConfig,
     recipe,

@@ -5,6 +5,7 @@
 // optimiser state and the position in the epoch.
 import { Device } from '../gpu/device.js';
 import type { Classifier } from '../models/classifier.js';
+import type { Module } from '../nn/module.js';
 import { evaluate } from './evaluate.js';
 import { saveCheckpoint, type PartialEpoch } from './checkpoint.js';
 import { Progress, duration } from './progress.js';
@@ -47,6 +48,8 @@ export interface TrainResult {
 
 /** Called around every training step (the profiler uses them to bracket one step's dispatches). */
 export interface StepHooks {
+  /** Once the run is set up: the student and the training-only modules (a FitNet regressor). */
+  onStart?(run: { model: Classifier; extras: Module[] }): void;
   beforeStep?(): void;
   afterStep?(info: { epoch: number; step: number; loss: number }): void | Promise<void>;
 }
@@ -199,6 +202,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   const paths = prepareRunFolder(cfg, log);
   const run = await setUpRun(cfg, dev);
   const { state } = run;
+  options.hooks?.onStart?.({ model: run.model, extras: run.extraModules });
   const metrics = run.resumedFrom ? MetricsLog.resumed(paths.metrics, state) : MetricsLog.fresh(paths.metrics);
   writeRunConfig(paths, state.config);
   if (run.resumedFrom) log(`resumed from ${run.resumedFrom}: epoch ${state.epoch}, step ${state.stepInEpoch} of the next, best ${state.bestAccuracy.toFixed(4)}`);
