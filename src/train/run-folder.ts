@@ -30,7 +30,7 @@ function earlierRun(paths: RunPaths): string[] {
 
 /**
  * Makes the folder ready: removes temporary files a killed atomic write left, and refuses a fresh run where an
- * earlier one lives (unless cfg.overwrite). Returns the paths; `log` hears what was cleaned or replaced.
+ * earlier one lives (unless cfg.overwrite: see removeEarlierRun). Returns the paths; `log` hears what was cleaned.
  */
 export function prepareRunFolder(cfg: TrainConfig, log: (line: string) => void): RunPaths {
   const paths = runPaths(cfg.out);
@@ -44,12 +44,16 @@ export function prepareRunFolder(cfg: TrainConfig, log: (line: string) => void):
       throw new Error(`${cfg.out} holds an earlier run (${found.map((f) => f.slice(cfg.out.length).replace(/^[\\/]/, '')).join(', ')}): ` +
         'pass --resume to continue it, --overwrite to replace it, or another --out');
     }
-    if (found.length > 0) {
-      for (const f of [paths.last, paths.best]) rmSync(f, { force: true });
-      log(`--overwrite: replacing the earlier run in ${cfg.out}`);
-    }
   }
   return paths;
+}
+
+/** --overwrite, once the new run is set up: the earlier run's checkpoints go (its log is restarted by MetricsLog.fresh). */
+export function removeEarlierRun(paths: RunPaths, log: (line: string) => void): void {
+  const found = earlierRun(paths);
+  if (found.length === 0) return;
+  for (const f of [paths.last, paths.best]) rmSync(f, { force: true });
+  log(`--overwrite: replacing the earlier run in ${paths.dir}`);
 }
 
 type MetricsRecord = { type: 'step' | 'epoch'; epoch: number; step: number } & Record<string, unknown>;

@@ -12,7 +12,7 @@ import { Progress, duration } from './progress.js';
 import { DEFAULT_CONFIG, checkTrainOptions, type TrainConfig } from './config.js';
 import { closeRun, setUpRun, type Run } from './setup.js';
 import { NonFiniteError, runStep, type StepResult } from './step.js';
-import { MetricsLog, prepareRunFolder, writeRunConfig, type RunPaths } from './run-folder.js';
+import { MetricsLog, prepareRunFolder, removeEarlierRun, writeRunConfig, type RunPaths } from './run-folder.js';
 import { Interruptions, TrainingInterrupted } from './interrupt.js';
 
 export { DEFAULT_CONFIG, TRAIN_OPTIONS, checkTrainOptions, readConfigFile, type TrainConfig } from './config.js';
@@ -203,6 +203,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   const run = await setUpRun(cfg, dev);
   const { state } = run;
   options.hooks?.onStart?.({ model: run.model, extras: run.extraModules });
+  if (!run.resumedFrom) removeEarlierRun(paths, log); // only with --overwrite: prepareRunFolder refused otherwise
   const metrics = run.resumedFrom ? MetricsLog.resumed(paths.metrics, state) : MetricsLog.fresh(paths.metrics);
   writeRunConfig(paths, state.config);
   if (run.resumedFrom) log(`resumed from ${run.resumedFrom}: epoch ${state.epoch}, step ${state.stepInEpoch} of the next, best ${state.bestAccuracy.toFixed(4)}`);
