@@ -167,6 +167,15 @@ describe('run folders', () => {
     again.model.dispose();
     expect(again.stepLosses).toEqual(r.stepLosses);
   });
+  it("an atomic write of a file removes the temporaries a killed earlier write of it left, and only those", () => {
+    const dir = join(work, 'temps');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // a pid whose process has exited
+    const names = [`.out.safetensors.${dead}.kz1.1.tmp`, `.out.safetensors.${process.pid}.kz1.2.tmp`, `.other.safetensors.${dead}.kz1.3.tmp`];
+    writeSafetensors(join(dir, 'seed.safetensors'), { x: { shape: [1], data: new Float32Array(1) } });
+    for (const n of names) writeFileSync(join(dir, n), 'partial');
+    writeSafetensors(join(dir, 'out.safetensors'), { x: { shape: [1], data: new Float32Array(1) } });
+    expect(names.map((n) => existsSync(join(dir, n)))).toEqual([false, true, true]); // live writer's and other files' kept
+  });
   it('--resume where the folder holds no checkpoint is an error with a hint', async () => {
     await expect(train({ ...base('typo-in-out'), resume: true })).rejects.toThrow(/--resume: .*typo-in-out does not exist, so there is no run to continue \(check --out; without --resume a fresh run starts there\)/);
     expect(existsSync(join(work, 'typo-in-out', 'last.safetensors'))).toBe(false);

@@ -54,7 +54,8 @@ const commands: Record<string, Command> = {
       'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw] [--teacher FILE]\n' +
       "           [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
       '           [--lr 3e-4] [--optimizer adam|adamw|sgd] [--schedule constant|cosine|step] [--clip 10] [--seed 0]\n' +
-      '           [--out runs/NAME] [--resume] [--max-params 60000] [--augment auto|none|flip|flip+crop] ... (every config key)',
+      '           [--out runs/NAME] [--resume] [--overwrite] [--checkpoint-every 300] [--max-params 60000]\n' +
+      '           [--augment auto|none|flip|flip+crop] ... (every config key; Ctrl-C saves and exits 130)',
     run: async (args) => {
       const flags = parseFlags(args, TRAIN_SCHEMA, 'train');
       const { config: _c, backend: _b, adapter: _a, power: _p, ...overrides } = flags;

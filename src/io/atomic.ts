@@ -55,6 +55,7 @@ export class AtomicFile {
 
   private constructor(readonly path: string) {
     fs.mkdirSync(absoluteDir(path), { recursive: true });
+    removeStaleTempFiles(absoluteDir(path), baseName(path)); // a killed earlier write of this file (gigabytes, for teacher outputs)
     this.tempPath = tempPathFor(path);
     this.fd = fs.openSync(this.tempPath, 'wx', 0o644);
   }
@@ -99,6 +100,10 @@ export class AtomicFile {
 
 function absoluteDir(p: string): string {
   return path.dirname(path.resolve(p));
+}
+
+function baseName(p: string): string {
+  return path.basename(p);
 }
 
 /** Writes `data` (a string, bytes, or pieces written back to back) to `target` atomically. */
@@ -157,9 +162,10 @@ function processAlive(pid: number): boolean {
 
 /**
  * Removes the temporary files (tempPathFor names) in `dir` whose writing process is gone: what an atomic write
- * killed mid-way leaves. Files of live processes are left alone (they may be writing now). Returns the names removed.
+ * killed mid-way leaves. Files of live processes are left alone (they may be writing now). `target`: only the
+ * temporaries of that file name. Returns the names removed.
  */
-export function removeStaleTempFiles(dir: string): string[] {
+export function removeStaleTempFiles(dir: string, target?: string): string[] {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -169,7 +175,7 @@ export function removeStaleTempFiles(dir: string): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const match = TEMP_NAME.exec(name);
-    if (!match || processAlive(Number(match[2]))) continue;
+    if (!match || (target !== undefined && match[1] !== target) || processAlive(Number(match[2]))) continue;
     fs.rmSync(path.join(dir, name), { force: true });
     removed.push(name);
   }
