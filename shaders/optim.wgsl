@@ -13,6 +13,7 @@ const WG: u32 = 256u;
 struct SumSquares { n4: u32, partial_count: u32 }
 struct ClipCoefficient { partial_count: u32, max_norm: f32 }
 struct ZeroFill { n4: u32 }
+struct CountNonFinite { n4: u32 }
 // SGD (torch.optim.SGD): first_step selects the momentum buffer initialisation (buf = d_p, no dampening).
 struct Sgd { n4: u32, first_step: u32, nesterov: u32, lr: f32, momentum: f32, dampening: f32, weight_decay: f32 }
 // Adam / AdamW. Scalars derived in float64 on the CPU, as torch does in Python:
@@ -35,6 +36,7 @@ struct Adam {
 @group(0) @binding(0) var<uniform> zero_params: ZeroFill;
 @group(0) @binding(0) var<uniform> sgd: Sgd;
 @group(0) @binding(0) var<uniform> adam: Adam;
+@group(0) @binding(0) var<uniform> nonfinite_params: CountNonFinite;
 
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> target_buf: array<vec4<f32>>;
@@ -47,8 +49,12 @@ struct Adam {
 @group(0) @binding(4) var<storage, read_write> exp_avg: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> clip_coef: array<f32>;
 @group(0) @binding(5) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
+// count_nonfinite: the parameters (read only) and the four counts it writes.
+@group(0) @binding(1) var<storage, read> checked_param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> nonfinite_counts: array<u32>;
 
 var<workgroup> scratch: array<f32, WG>;
+var<workgroup> wg_counts: array<atomic<u32>, 4>;
 
 fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return gid.x + gid.y * nwg.x * WG;
@@ -145,4 +151,37 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   exp_avg_sq[i] = v;
   let denom = sqrt(v) / adam.bias_correction2_sqrt + adam.eps;
   param[i] = p - adam.step_size * (m / denom);
+}
+
+// NaN: exponent bits all ones and a non-zero mantissa; infinity: exponent all ones, mantissa zero. Tested on the
+// bits, since WGSL lets compilers assume floats are finite (x != x may be folded away).
+fn nan_count(v: vec4<f32>) -> u32 {
+  let bits = bitcast<vec4<u32>>(v);
+  let special = (bits & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+  let mantissa = (bits & vec4<u32>(0x007fffffu)) != vec4<u32>(0u);
+  return dot(select(vec4<u32>(0u), vec4<u32>(1u), special & mantissa), vec4<u32>(1u));
+}
+fn inf_count(v: vec4<f32>) -> u32 {
+  let bits = bitcast<vec4<u32>>(v);
+  let special = (bits & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+  let mantissa = (bits & vec4<u32>(0x007fffffu)) != vec4<u32>(0u);
+  return dot(select(vec4<u32>(0u), vec4<u32>(1u), special & !mantissa), vec4<u32>(1u));
+}
+
+// The health check of a training step (one workgroup): counts of NaN and infinite values in the gradients and
+// the parameters, nonfinite_counts = [grad NaN, grad Inf, param NaN, param Inf]. Exact integer counts, so the
+// result does not depend on the order of the atomic adds. Overwrites the counts: no clearing pass needed.
+@compute @workgroup_size(256)
+fn count_nonfinite(@builtin(local_invocation_index) lid: u32) {
+  var counts = vec4<u32>(0u);
+  for (var i = lid; i < nonfinite_params.n4; i += WG) {
+    let g = grad[i];
+    let p = checked_param[i];
+    counts += vec4<u32>(nan_count(g), inf_count(g), nan_count(p), inf_count(p));
+  }
+  for (var k = 0u; k < 4u; k++) {
+    if (counts[k] != 0u) { atomicAdd(&wg_counts[k], counts[k]); }
+  }
+  workgroupBarrier();
+  if (lid < 4u) { nonfinite_counts[lid] = atomicLoad(&wg_counts[lid]); }
 }

@@ -60,6 +60,7 @@ const config: Partial<TrainConfig> = {
   warmupEpochs: 0.05,
   logSteps: true, // per-step loss terms for loss.png
   out: (flags.out as string | undefined) ?? 'runs/demo',
+  overwrite: true, // each demo run replaces the previous one
 };
 const result = await train(config, { device: dev });
 result.model.dispose();

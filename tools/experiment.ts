@@ -115,7 +115,8 @@ for (const [i, row] of rows.entries()) {
   }
   // A half-trained row resumes only if it was started with the same settings.
   const settingsFile = join(out, 'settings.json');
-  config.resume = existsSync(settingsFile) && readFileSync(settingsFile, 'utf8') === settings && !existsSync(resultFile);
+  config.resume = existsSync(settingsFile) && readFileSync(settingsFile, 'utf8') === settings && !existsSync(resultFile) && existsSync(join(out, 'last.safetensors'));
+  config.overwrite = !config.resume; // a row trained again replaces its earlier run
   mkdirSync(out, { recursive: true });
   writeFileSync(settingsFile, settings);
   log(`[${i + 1}/${rows.length}] ${name}${config.resume ? ' (resuming)' : ''}`);

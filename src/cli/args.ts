@@ -1,4 +1,6 @@
 // Flag parsing: `--kebab-case value` -> { kebabCase: value }, typed by a schema; unknown flags are errors.
+import { closest } from '../train/config.js';
+
 export type FlagType = 'string' | 'number' | 'boolean';
 
 export function camel(flag: string): string {
@@ -17,7 +19,8 @@ export function parseFlags(args: string[], schema: Record<string, FlagType>, com
     const key = camel(flagPart);
     const type = schema[key];
     if (!type) {
-      throw new Error(`${command}: unknown option ${flagPart} (options: ${Object.keys(schema).map(kebab).join(' ')})`);
+      const near = closest(key, Object.keys(schema));
+      throw new Error(`${command}: unknown option ${flagPart} (options: ${Object.keys(schema).map(kebab).join(' ')})${near ? `; did you mean ${kebab(near)}?` : ''}`);
     }
     if (type === 'boolean') {
       out[key] = inline === undefined ? true : inline !== 'false' && inline !== '0';
@@ -39,4 +42,14 @@ export function schemaOf(defaults: Record<string, unknown>, extra: Record<string
   const schema: Record<string, FlagType> = {};
   for (const [k, v] of Object.entries(defaults)) schema[k] = typeof v === 'number' ? 'number' : typeof v === 'boolean' ? 'boolean' : 'string';
   return { ...schema, ...extra };
+}
+
+/** An enumerated option: undefined (not given) or one of `allowed`, else an error listing them. */
+export function checkChoice<T extends string>(command: string, flag: string, value: unknown, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    const near = typeof value === 'string' ? closest(value, allowed) : null;
+    throw new Error(`${command}: ${flag} ${JSON.stringify(value)} is not one of ${allowed.join(', ')}${near ? ` (did you mean ${near}?)` : ''}`);
+  }
+  return value as T;
 }

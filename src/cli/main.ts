@@ -1,9 +1,9 @@
 // The `wgkd` command line. Each command is one entry: a one-line summary, its usage, and what it runs.
-import { readFileSync } from 'node:fs';
 import { Device, type DeviceOptions } from '../gpu/device.js';
 import { describeAdapter } from './info.js';
-import { parseFlags, schemaOf, type FlagType } from './args.js';
-import { DEFAULT_CONFIG, train, type TrainConfig } from '../train/trainer.js';
+import { checkChoice, kebab, parseFlags, schemaOf, type FlagType } from './args.js';
+import { DEFAULT_CONFIG, checkTrainOptions, readConfigFile, train, type TrainConfig } from '../train/trainer.js';
+import { TrainingInterrupted } from '../train/interrupt.js';
 import { evaluate } from '../train/evaluate.js';
 import { modelFromCheckpoint } from '../train/checkpoint.js';
 import { createModel, models } from '../models/registry.js';
@@ -24,11 +24,13 @@ const DEVICE_FLAGS: Record<string, FlagType> = { backend: 'string', adapter: 'st
 
 function deviceOptions(flags: Record<string, unknown>): DeviceOptions {
   return {
-    backend: flags.backend as string | undefined,
+    backend: checkChoice('wgkd', '--backend', flags.backend, ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles', 'null']),
     adapter: flags.adapter as string | undefined,
-    powerPreference: flags.power as GPUPowerPreference | undefined,
+    powerPreference: checkChoice('wgkd', '--power', flags.power, ['low-power', 'high-performance']),
   };
 }
+
+const SPLITS: SplitRole[] = ['test', 'validation', 'train'];
 
 /** Loads a checkpoint's model (and the dataset split it should run on). */
 function dataOptions(flags: Record<string, unknown>, config: Record<string, unknown>) {
@@ -54,11 +56,13 @@ const commands: Record<string, Command> = {
       'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw] [--teacher FILE]\n' +
       "           [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
       '           [--lr 3e-4] [--optimizer adam|adamw|sgd] [--schedule constant|cosine|step] [--clip 10] [--seed 0]\n' +
-      '           [--out runs/NAME] [--resume] [--max-params 60000] [--augment auto|none|flip|flip+crop] ... (every config key)',
+      '           [--out runs/NAME] [--resume] [--overwrite] [--checkpoint-every 300] [--max-params 60000]\n' +
+      '           [--augment auto|none|flip|flip+crop] ... (every config key; Ctrl-C saves and exits 130)',
     run: async (args) => {
       const flags = parseFlags(args, TRAIN_SCHEMA, 'train');
-      const fromFile = flags.config ? (JSON.parse(readFileSync(String(flags.config), 'utf8')) as Partial<TrainConfig>) : {};
       const { config: _c, backend: _b, adapter: _a, power: _p, ...overrides } = flags;
+      checkTrainOptions(overrides, 'train', kebab); // the same schema as a config file: allowed values, ranges
+      const fromFile = flags.config ? readConfigFile(String(flags.config)) : {};
       const dev = await Device.open(deviceOptions(flags));
       const result = await train({ ...fromFile, ...(overrides as Partial<TrainConfig>) }, { device: dev });
       console.log(`best validation accuracy ${result.bestAccuracy.toFixed(4)} (epoch ${result.bestEpoch}); ${result.imagesPerSecond.toFixed(0)} img/s; run folder ${result.runDir}`);
@@ -71,9 +75,9 @@ const commands: Record<string, Command> = {
     run: async (args) => {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', ...DEVICE_FLAGS }, 'eval');
       if (!flags.checkpoint) throw new Error('eval: --checkpoint FILE is required');
+      const split = checkChoice('eval', '--split', flags.split, SPLITS) ?? 'test';
       const dev = await Device.open(deviceOptions(flags));
       const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
-      const split = (flags.split as SplitRole | undefined) ?? 'test';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const progress = new Progress(`eval ${split}`, ds.length);
       const r = await evaluate(model, ds, { onProgress: (d) => progress.update(d) });
@@ -91,9 +95,9 @@ const commands: Record<string, Command> = {
     run: async (args) => {
       const flags = parseFlags(args, { checkpoint: 'string', split: 'string', data: 'string', size: 'number', out: 'string', ...DEVICE_FLAGS }, 'predict');
       if (!flags.checkpoint) throw new Error('predict: --checkpoint FILE is required');
+      const split = checkChoice('predict', '--split', flags.split, ['evaluation', ...SPLITS]) ?? 'evaluation';
       const dev = await Device.open(deviceOptions(flags));
       const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
-      const split = (flags.split as SplitRole | 'evaluation' | undefined) ?? 'evaluation';
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const r = await evaluate(model, ds);
       // Ids: the zero-padded index of each file in the sorted file list (the datasets keep that order).
@@ -160,7 +164,7 @@ const commands: Record<string, Command> = {
         throw new Error('teacher export: give one of --checkpoint FILE (a wgkd checkpoint) or --weights FILE (a converted torchvision state dict)');
       }
       if (flags.weights && !flags.dataset) throw new Error('teacher export: --weights needs --dataset fashion-mnist|food11');
-      const split = (flags.split as SplitRole | undefined) ?? 'train';
+      const split = checkChoice('teacher export', '--split', flags.split, SPLITS) ?? 'train';
       const dev = await Device.open(deviceOptions(flags));
       let teacher: ReturnType<typeof createModel>;
       let ds: Awaited<ReturnType<typeof openDataset>>;
@@ -274,5 +278,5 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   console.error(`wgkd: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
+  process.exitCode = err instanceof TrainingInterrupted ? err.exitCode : 1; // 130 after Ctrl-C, as shells expect
 });

@@ -1,8 +1,8 @@
 // The `wgkd profile` and `wgkd roofline` commands (src/profile/ does the work).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Device, type DeviceOptions } from '../gpu/device.js';
-import { parseFlags, type FlagType } from './args.js';
-import type { TrainConfig } from '../train/trainer.js';
+import { kebab, parseFlags, type FlagType } from './args.js';
+import { checkTrainOptions, readConfigFile, type TrainConfig } from '../train/trainer.js';
 import { profileTraining } from '../profile/run.js';
 import { PROFILING_DAWN_FLAGS } from '../profile/profile.js';
 import { formatRoofline, roofline } from '../profile/roofline.js';
@@ -27,8 +27,9 @@ export function profileCommands(trainSchema: Record<string, FlagType>, deviceOpt
         '  --trace: Chrome Trace Event JSON (ui.perfetto.dev, chrome://tracing); --timeline: a PNG of the step',
       run: async (args) => {
         const flags = parseFlags(args, { ...trainSchema, steps: 'number', warmup: 'number', trace: 'string', timeline: 'string', json: 'boolean', noRoofline: 'boolean' }, 'profile');
-        const fromFile = flags.config ? (JSON.parse(readFileSync(String(flags.config), 'utf8')) as Partial<TrainConfig>) : {};
         const { config: _c, backend: _b, adapter: _a, power: _p, steps, warmup, trace, timeline, json, noRoofline, ...overrides } = flags;
+        checkTrainOptions(overrides, 'profile', kebab);
+        const fromFile = flags.config ? readConfigFile(String(flags.config)) : {};
         const dev = await open(flags);
         const result = await profileTraining(dev, { ...fromFile, ...(overrides as Partial<TrainConfig>) }, {
           steps: (steps as number | undefined) ?? 3,

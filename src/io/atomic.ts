@@ -55,6 +55,7 @@ export class AtomicFile {
 
   private constructor(readonly path: string) {
     fs.mkdirSync(absoluteDir(path), { recursive: true });
+    removeStaleTempFiles(absoluteDir(path), baseName(path)); // a killed earlier write of this file (gigabytes, for teacher outputs)
     this.tempPath = tempPathFor(path);
     this.fd = fs.openSync(this.tempPath, 'wx', 0o644);
   }
@@ -101,6 +102,10 @@ function absoluteDir(p: string): string {
   return path.dirname(path.resolve(p));
 }
 
+function baseName(p: string): string {
+  return path.basename(p);
+}
+
 /** Writes `data` (a string, bytes, or pieces written back to back) to `target` atomically. */
 export function writeFileAtomicSync(target: string, data: Bytes | readonly Bytes[]): void {
   const file = AtomicFile.openSync(target);
@@ -142,4 +147,37 @@ export async function writeFileAtomic(target: string, data: Bytes | readonly Byt
     throw err;
   }
   fsyncDirSync(absoluteDir(target));
+}
+
+const TEMP_NAME = /^\.(.+)\.(\d+)\.[0-9a-z]+\.\d+\.tmp$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/**
+ * Removes the temporary files (tempPathFor names) in `dir` whose writing process is gone: what an atomic write
+ * killed mid-way leaves. Files of live processes are left alone (they may be writing now). `target`: only the
+ * temporaries of that file name. Returns the names removed.
+ */
+export function removeStaleTempFiles(dir: string, target?: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = TEMP_NAME.exec(name);
+    if (!match || (target !== undefined && match[1] !== target) || processAlive(Number(match[2]))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
 }

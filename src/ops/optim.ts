@@ -159,3 +159,20 @@ export function adamUpdate(u: AdamUpdate): void {
     workgroups: Math.ceil(n4 / WG),
   });
 }
+
+/**
+ * Counts the NaN and infinite values of a flat gradient buffer and its flat parameters, on the GPU, in one
+ * dispatch: returns a new [4] u32 tensor [grad NaN, grad Inf, param NaN, param Inf] (the caller owns it; read it
+ * with the step's other results, so the check costs no extra sync).
+ */
+export function countNonFinite(grad: Tensor, param: Tensor): Tensor {
+  const n4 = checkFlat('countNonFinite', { grad, param });
+  if (n4 === 0) return Tensor.zeros([4], { device: grad.device, dtype: 'u32' });
+  const counts = Tensor.empty([4], { device: grad.device, dtype: 'u32' });
+  grad.device.dispatch('optim', 'count_nonfinite', {
+    bindings: { grad, checked_param: param, nonfinite_counts: counts },
+    params: { n4 },
+    workgroups: 1,
+  });
+  return counts;
+}

@@ -138,7 +138,7 @@ export class TeacherOutputs {
 
     // Every tensor we use: float, with the same leading [V, N] (or [N]) as the logits.
     let embeddingDim: number | null = null;
-    const hintShapes: Record<string, [number, number, number]> = {};
+    const hintShapes: Record<string, [number, number, number]> = Object.create(null); // 'hint.__proto__' is a name like any
     for (const name of file.names) {
       const info = file.info(name);
       const isHint = name.startsWith(HINT_PREFIX);
@@ -156,6 +156,8 @@ export class TeacherOutputs {
     }
     this.embeddingDim = embeddingDim;
     this.hintShapes = hintShapes;
+    // Logits and embeddings are small enough to scan whole now; hints (possibly gigabytes) are checked as read.
+    for (const name of ['logits', 'embedding']) if (this.layouts.has(name)) this.scanFinite(name);
 
     const accuracy = meta.teacher_accuracy;
     this.metadata = {
@@ -238,6 +240,36 @@ export class TeacherOutputs {
     this.file.close();
   }
 
+  /** Throws naming the file, tensor, row (sample and view) and column of the first NaN or Inf in `values`. */
+  private checkFinite(name: string, values: Float32Array, rowOf: (i: number) => number): void {
+    for (let i = 0; i < values.length; i++) {
+      if (Number.isFinite(values[i])) continue;
+      const { rowSize } = this.layouts.get(name)!;
+      const row = rowOf(Math.floor(i / rowSize));
+      const sample = row % this.count;
+      const view = Math.floor(row / this.count);
+      throw new SafetensorsError(
+        this.path,
+        `teacher outputs: '${name}' holds ${values[i]} in row ${row} (sample ${sample}, view ${view} '${this.views[view]}'), element ${i % rowSize} of the row: ` +
+          'the teacher produced non-finite outputs; regenerate the file',
+      );
+    }
+  }
+
+  /** Reads a whole tensor in pieces of about a million values and checks every value. */
+  private scanFinite(name: string): void {
+    const { rowSize } = this.layouts.get(name)!;
+    const totalRows = this.views.length * this.count;
+    const rowsPerPiece = Math.max(1, Math.floor((1 << 20) / Math.max(1, rowSize)));
+    const piece = new Float32Array(Math.min(totalRows, rowsPerPiece) * rowSize);
+    for (let start = 0; start < totalRows; start += rowsPerPiece) {
+      const rows = Math.min(rowsPerPiece, totalRows - start);
+      const values = piece.subarray(0, rows * rowSize);
+      this.file.readElementsInto(name, start * rowSize, rows * rowSize, values, 0);
+      this.checkFinite(name, values, (r) => start + r);
+    }
+  }
+
   private readRows(name: string, rows: readonly number[]): Float32Array {
     const { rowSize } = this.layouts.get(name)!;
     const out = new Float32Array(rows.length * rowSize);
@@ -248,6 +280,7 @@ export class TeacherOutputs {
       this.file.readElementsInto(name, rows[i] * rowSize, run * rowSize, out, i * rowSize);
       i += run;
     }
+    if (name.startsWith(HINT_PREFIX)) this.checkFinite(name, out, (r) => rows[r]);
     return out;
   }
 }

@@ -309,7 +309,7 @@ function parseHeader(file: string, fd: number): {
 
   const dataStart = 8 + length;
   const dataSize = fileSize - dataStart;
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null); // keys from the file: '__proto__' stays a key
   const infos: TensorInfo[] = [];
   for (const [name, entry] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
@@ -363,7 +363,7 @@ export function readSafetensors(path: string): {
 } {
   const file = SafetensorsFile.open(path);
   try {
-    const tensors: Record<string, { dtype: SafetensorsDType; shape: number[]; data: TensorValues }> = {};
+    const tensors: Record<string, { dtype: SafetensorsDType; shape: number[]; data: TensorValues }> = Object.create(null);
     for (const name of file.names) {
       const info = file.info(name);
       tensors[name] = { dtype: info.dtype, shape: [...info.shape], data: file.read(name) };

@@ -21,7 +21,7 @@
 //   view of a parameter taken BEFORE that still reads the old storage. Take views after creating the optimiser.
 import type { Device } from '../gpu/device.js';
 import { Tensor, keep } from '../tensor.js';
-import { adamUpdate, gradNormAndClipCoef, sgdUpdate, zeroFlat } from '../ops/optim.js';
+import { adamUpdate, countNonFinite, gradNormAndClipCoef, sgdUpdate, zeroFlat } from '../ops/optim.js';
 import { withLabel } from '../gpu/labels.js';
 
 export type HyperParams = Record<string, number | boolean | number[]>;
@@ -140,6 +140,15 @@ export abstract class Optimizer {
     const norm = withLabel({ phase: 'optimizer', module: undefined, term: 'clip' }, () => gradNormAndClipCoef(this.flatGrads, maxNorm, this.clipCoef));
     this.clipPending = true;
     return norm;
+  }
+
+  /**
+   * NaN and Inf counts of the gradients and the parameters, [grad NaN, grad Inf, param NaN, param Inf] as a new
+   * [4] u32 tensor (one dispatch, no readback). Call it between step() and zeroGrad() to check both.
+   */
+  nonFiniteCounts(): Tensor {
+    this.checkUsable('nonFiniteCounts');
+    return withLabel({ phase: 'optimizer', module: undefined, term: 'nonfinite_check' }, () => countNonFinite(this.flatGrads, this.flatParams));
   }
 
   /** A plain copy of the optimiser: step count, hyper-parameters and per-parameter state (one readback). */

@@ -1,88 +1,24 @@
-// The training loop: data -> student -> recipe -> backward -> clip -> optimiser, one submit per step; validation
-// each epoch; best/last checkpoints written atomically; exact resume (the data order and every random choice are
-// functions of (seed, epoch, step), and the checkpoint holds the optimiser state).
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// The training loop: set up the run (src/train/setup.ts), then epochs of steps (src/train/step.ts, one submit
+// each), validation each epoch, best/last checkpoints written atomically (and periodically mid-epoch), the
+// metrics log (src/train/run-folder.ts), and Ctrl-C/kill handling (src/train/interrupt.ts). Exact resume: the
+// data order and every random choice are functions of (seed, epoch, step), and the checkpoint holds the
+// optimiser state and the position in the epoch.
 import { Device } from '../gpu/device.js';
-import { Tensor, scope } from '../tensor.js';
-import { noGrad } from '../autograd/tape.js';
-import { createModel, models } from '../models/registry.js';
 import type { Classifier } from '../models/classifier.js';
-import { Module } from '../nn/module.js';
-import { Recipe, expandRecipe, type RecipeConfig, type TeacherTensors } from '../kd/recipe.js';
-import { openTeacherOutputs, type TeacherOutputs } from '../teacher/outputs.js';
-import { datasetIdentity, type Dataset } from '../data/dataset.js';
-import { DataLoader } from '../data/loader.js';
-import { Prefix, openDataset, rootDataset } from '../data/open.js';
-import type { AugmentOptions } from '../data/augment.js';
-import { Adam, AdamW, SGD, type Optimizer } from './optim.js';
-import { lrAt, type ScheduleConfig } from './schedule.js';
+import type { Module } from '../nn/module.js';
 import { evaluate } from './evaluate.js';
-import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { saveCheckpoint, type PartialEpoch } from './checkpoint.js';
 import { Progress, duration } from './progress.js';
+import { DEFAULT_CONFIG, checkTrainOptions, type TrainConfig } from './config.js';
+import { closeRun, setUpRun, type Run } from './setup.js';
+import { NonFiniteError, runStep, type StepResult } from './step.js';
+import { MetricsLog, prepareRunFolder, removeEarlierRun, writeRunConfig, type RunPaths } from './run-folder.js';
+import { Interruptions, TrainingInterrupted } from './interrupt.js';
 
-export interface TrainConfig {
-  dataset: string; // 'fashion-mnist' | 'food11'
-  data?: string; // dataset folder
-  size: number; // Food-11 crop size
-  model: string;
-  teacher?: string; // teacher-outputs file (.safetensors)
-  recipe: string | RecipeConfig;
-  epochs: number;
-  batch: number;
-  lr: number;
-  optimizer: 'adam' | 'adamw' | 'sgd';
-  weightDecay: number;
-  momentum: number;
-  schedule: 'constant' | 'cosine' | 'step';
-  warmupEpochs: number;
-  minLr: number; // cosine floor
-  stepEvery: number; // 'step' schedule: epochs between decays
-  gamma: number; // 'step' schedule: decay factor
-  clip: number; // global gradient-norm clip (0: off)
-  seed: number;
-  out: string; // run folder
-  resume: boolean;
-  maxParams: number;
-  augment: 'auto' | 'none' | 'flip' | 'flip+crop';
-  validationSize: number;
-  trainLimit: number; // use only the first N training samples (0: all)
-  valLimit: number;
-  maxSteps: number; // stop after this many steps in all (0: no limit); the run can be resumed
-  logSteps: boolean;
-  cacheDir?: string;
-  quiet: boolean;
-}
-
-export const DEFAULT_CONFIG: TrainConfig = {
-  dataset: 'fashion-mnist',
-  size: 64,
-  model: 'dwpw',
-  recipe: 'ce',
-  epochs: 10,
-  batch: 64,
-  lr: 3e-4,
-  optimizer: 'adam',
-  weightDecay: 1e-5,
-  momentum: 0.9,
-  schedule: 'constant',
-  warmupEpochs: 0,
-  minLr: 0,
-  stepEvery: 10,
-  gamma: 0.1,
-  clip: 10,
-  seed: 0,
-  out: 'runs/latest',
-  resume: false,
-  maxParams: 60_000,
-  augment: 'auto',
-  validationSize: 5000,
-  trainLimit: 0,
-  valLimit: 0,
-  maxSteps: 0,
-  logSteps: false,
-  quiet: false,
-};
+export { DEFAULT_CONFIG, TRAIN_OPTIONS, checkTrainOptions, readConfigFile, type TrainConfig } from './config.js';
+export { setUpRun, closeRun, type Run } from './setup.js';
+export { runStep, NonFiniteError, type StepResult } from './step.js';
+export { TrainingInterrupted } from './interrupt.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -106,35 +42,8 @@ export interface TrainResult {
   stepLosses: number[]; // total loss of every step this call ran (tests use it for exact-resume checks)
   imagesPerSecond: number;
   seconds: number;
-  stoppedEarly: boolean; // maxSteps reached
+  stoppedEarly: boolean; // maxSteps reached (an interruption throws TrainingInterrupted instead)
   adapter: string;
-}
-
-/** The parameters of several modules as one list for the optimiser. */
-class Group extends Module {
-  constructor(readonly members: Module[]) {
-    super();
-    members.forEach((m, i) => this.child(String(i), m));
-  }
-  forward(x: Tensor): Tensor {
-    return x;
-  }
-}
-
-function augmentOptions(mode: TrainConfig['augment'], recipe: Recipe, teacher: TeacherOutputs | null): AugmentOptions | undefined {
-  // Teacher-matching losses compare against outputs of specific views: random augmentation would mismatch them.
-  const matchesTeacher = Boolean(teacher) && (recipe.needs().logits || recipe.needs().embedding || recipe.needs().hints.length > 0);
-  const resolved = mode === 'auto' ? (matchesTeacher ? 'none' : 'flip') : mode;
-  if (resolved === 'none') return undefined;
-  if (matchesTeacher) throw new Error(`--augment ${mode}: random augmentation would mismatch the precomputed teacher outputs (store views in the teacher file instead; see docs/kd.md)`);
-  return resolved === 'flip' ? { hflip: true } : { hflip: true, randomResizedCrop: { scale: [0.6, 1], ratio: [3 / 4, 4 / 3] } };
-}
-
-function makeOptimizer(cfg: TrainConfig, params: Tensor[]): Optimizer {
-  if (cfg.optimizer === 'adam') return new Adam(params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
-  if (cfg.optimizer === 'adamw') return new AdamW(params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
-  if (cfg.optimizer === 'sgd') return new SGD(params, { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay });
-  throw new Error(`unknown optimizer '${cfg.optimizer}' (adam, adamw, sgd)`);
 }
 
 /** Called around every training step (the profiler uses them to bracket one step's dispatches). */
@@ -145,231 +54,202 @@ export interface StepHooks {
   afterStep?(info: { epoch: number; step: number; loss: number }): void | Promise<void>;
 }
 
+/** Writes last/best checkpoints of a run, and remembers the last good one for error messages. */
+class RunCheckpoints {
+  private lastSave = performance.now();
+  private lastGood: string | null;
+
+  constructor(
+    private readonly run: Run,
+    private readonly paths: RunPaths,
+  ) {
+    this.lastGood = run.resumedFrom ? this.where() : null;
+  }
+
+  /** Whether --checkpoint-every seconds passed since the last write. */
+  get due(): boolean {
+    const every = this.run.cfg.checkpointEvery;
+    return every > 0 && performance.now() - this.lastSave >= every * 1000;
+  }
+
+  async save(which: 'last' | 'best'): Promise<void> {
+    const { model, extras, optimizer, state } = this.run;
+    const [modelState, extraState, optimState] = [await model.stateDict(), await extras.stateDict(), await optimizer.stateDict()];
+    try {
+      saveCheckpoint(this.paths[which], { state, model: modelState, extra: extraState, optimizer: optimState });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; ${this.lastGoodText()}`);
+    }
+    if (which === 'last') {
+      this.lastSave = performance.now();
+      this.lastGood = this.where();
+    }
+  }
+
+  lastGoodText(): string {
+    return this.lastGood ? `last good checkpoint: ${this.lastGood}` : 'no checkpoint was written before it';
+  }
+
+  private where(): string {
+    const { epoch, stepInEpoch } = this.run.state;
+    return `${this.paths.last} (epoch ${epoch}${stepInEpoch > 0 ? `, step ${stepInEpoch} of epoch ${epoch + 1}` : ''})`;
+  }
+}
+
+/** What the epoch loop shares across epochs. */
+interface Loop {
+  run: Run;
+  metrics: MetricsLog;
+  checkpoints: RunCheckpoints;
+  interruptions: Interruptions;
+  hooks: StepHooks;
+  stepLosses: number[];
+  history: EpochMetrics[];
+}
+
+type EpochEnd = { kind: 'complete' | 'maxSteps' | 'interrupted'; totals: PartialEpoch; seen: number; seconds: number; progress: Progress };
+
+/** Adds a step to the epoch's running sums (kept in mid-epoch checkpoints, so a resumed epoch's record is whole). */
+function addStep(totals: PartialEpoch, step: StepResult): void {
+  totals.sums.total = (totals.sums.total ?? 0) + step.loss;
+  for (const [n, v] of Object.entries(step.parts)) totals.sums[n] = (totals.sums[n] ?? 0) + v;
+  totals.correct += step.correct;
+  totals.seen += step.batchSize;
+  totals.steps++;
+}
+
+/** The steps of one epoch (from the checkpoint's position when resuming mid-epoch). */
+async function trainEpoch(loop: Loop, epoch: number): Promise<EpochEnd> {
+  const { run, metrics, checkpoints, interruptions, hooks, stepLosses } = loop;
+  const { cfg, state } = run;
+  const epochStart = performance.now();
+  const totals: PartialEpoch = state.partialEpoch ? structuredClone(state.partialEpoch) : { sums: {}, steps: 0, correct: 0, seen: 0 };
+  let seen = 0;
+  const stepsThisEpoch = Math.min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch);
+  const progress = new Progress(`epoch ${epoch + 1}/${run.epochCount}`, stepsThisEpoch, process.stderr, cfg.quiet);
+  const end = (kind: EpochEnd['kind']): EpochEnd => {
+    state.partialEpoch = kind === 'complete' ? undefined : totals;
+    return { kind, totals, seen, seconds: (performance.now() - epochStart) / 1000, progress };
+  };
+  for await (const batch of run.loader.epoch(epoch, { skip: state.stepInEpoch })) {
+    hooks.beforeStep?.();
+    let step;
+    try {
+      step = await runStep(run, batch, epoch);
+    } catch (err) {
+      if (err instanceof NonFiniteError) throw new Error(`${err.message}; ${checkpoints.lastGoodText()}`);
+      throw err;
+    }
+    stepLosses.push(step.loss);
+    await hooks.afterStep?.({ epoch: epoch + 1, step: state.globalStep, loss: step.loss });
+    addStep(totals, step);
+    seen += step.batchSize;
+    if (cfg.logSteps) metrics.append({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: step.lr, loss: step.loss, parts: step.parts, accuracy: step.correct / step.batchSize });
+    const mean = (n: string) => (totals.sums[n] / totals.steps).toFixed(4);
+    const names = Object.keys(step.parts);
+    const elapsed = (performance.now() - epochStart) / 1000;
+    progress.update(state.stepInEpoch, `${(seen / elapsed).toFixed(0)} img/s loss ${mean('total')}${names.length > 1 ? ` (${names.map((n) => `${n} ${mean(n)}`).join(' ')})` : ''}`);
+    if (state.stepInEpoch >= stepsThisEpoch) return end('complete'); // the whole epoch, or the last, partial one of a fractional --epochs
+    if (cfg.maxSteps > 0 && stepLosses.length >= cfg.maxSteps) return end('maxSteps');
+    if (interruptions.signal) return end('interrupted');
+    if (checkpoints.due) {
+      state.partialEpoch = totals;
+      await checkpoints.save('last'); // mid-epoch: a kill loses at most --checkpoint-every seconds
+    }
+  }
+  return end('complete');
+}
+
+/** Validation, the epoch record, last (and best) checkpoints. */
+async function finishEpoch(loop: Loop, epoch: number, end: EpochEnd): Promise<EpochMetrics> {
+  const { run } = loop;
+  const { state } = run;
+  const val = await evaluate(run.model, run.valSet, { batchSize: Math.max(run.cfg.batch, 256) });
+  state.epoch = epoch + 1;
+  state.stepInEpoch = 0;
+  state.valAccuracy = val.accuracy!;
+  const improved = val.accuracy! > state.bestAccuracy;
+  if (improved) {
+    state.bestAccuracy = val.accuracy!;
+    state.bestEpoch = epoch + 1;
+  }
+  const { sums, steps, correct, seen } = end.totals;
+  const metrics: EpochMetrics = {
+    epoch: epoch + 1,
+    step: state.globalStep,
+    lr: run.optimizer.lr,
+    loss: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / Math.max(1, steps)])),
+    trainAccuracy: seen ? correct / seen : 0,
+    valAccuracy: val.accuracy!,
+    imagesPerSecond: end.seen / end.seconds,
+    seconds: end.seconds,
+  };
+  loop.history.push(metrics);
+  loop.metrics.append({ type: 'epoch', ...metrics });
+  await loop.checkpoints.save('last');
+  if (improved) await loop.checkpoints.save('best');
+  end.progress.done(`loss ${metrics.loss.total.toFixed(4)} train acc ${metrics.trainAccuracy.toFixed(4)} val acc ${val.accuracy!.toFixed(4)}${improved ? ' (best)' : ''} ${metrics.imagesPerSecond.toFixed(0)} img/s`);
+  return metrics;
+}
+
 export async function train(partial: Partial<TrainConfig>, options: { device?: Device; hooks?: StepHooks } = {}): Promise<TrainResult> {
-  const cfg: TrainConfig = { ...DEFAULT_CONFIG, ...partial };
+  const cfg: TrainConfig = { ...DEFAULT_CONFIG, ...checkTrainOptions(partial as Record<string, unknown>, 'train config') };
   const log = (line: string) => {
     if (!cfg.quiet) process.stderr.write(`${line}\n`);
   };
   const dev = options.device ?? (await Device.open());
   const runStart = performance.now();
-  mkdirSync(cfg.out, { recursive: true });
-  const lastPath = join(cfg.out, 'last.safetensors');
-  const bestPath = join(cfg.out, 'best.safetensors');
-  const resumeFrom = cfg.resume && existsSync(lastPath) ? loadCheckpoint(lastPath) : null;
-  if (cfg.resume && !resumeFrom) log(`resume: no ${lastPath} yet, starting from scratch`);
+  const paths = prepareRunFolder(cfg, log);
+  const run = await setUpRun(cfg, dev);
+  const { state } = run;
+  options.hooks?.onStart?.({ model: run.model, extras: run.extraModules });
+  if (!run.resumedFrom) removeEarlierRun(paths, log); // only with --overwrite: prepareRunFolder refused otherwise
+  const metrics = run.resumedFrom ? MetricsLog.resumed(paths.metrics, state) : MetricsLog.fresh(paths.metrics);
+  writeRunConfig(paths, state.config);
+  if (run.resumedFrom) log(`resumed from ${run.resumedFrom}: epoch ${state.epoch}, step ${state.stepInEpoch} of the next, best ${state.bestAccuracy.toFixed(4)}`);
+  log(`training ${cfg.model} (${run.modelParams.toLocaleString('en')} params${run.extraParams ? ` + ${run.extraParams.toLocaleString('en')} training-only` : ''}) on ${cfg.dataset} ` +
+      `(${run.trainSet.length} train / ${run.valSet.length} validation), recipe ${JSON.stringify(run.recipeConfig)}, ${dev.summary.description}`);
+  if (run.recipe.describeRegressor()) log(run.recipe.describeRegressor()!);
 
-  // ---- data ----
-  const openOpts = { data: cfg.data, size: cfg.size, cacheDir: cfg.cacheDir, validationSize: cfg.validationSize };
-  const fullTrain = await openDataset(cfg.dataset, 'train', openOpts);
-  const fullVal = await openDataset(cfg.dataset, 'validation', openOpts);
-  const trainSet: Dataset = cfg.trainLimit > 0 ? new Prefix(fullTrain, cfg.trainLimit) : fullTrain;
-  const valSet: Dataset = cfg.valLimit > 0 ? new Prefix(fullVal, cfg.valLimit) : fullVal;
-
-  // ---- model ----
-  const entry = models[cfg.model];
-  if (!entry) throw new Error(`unknown model '${cfg.model}' (known: ${Object.keys(models).join(', ')})`);
-  const spec = { inChannels: trainSet.channels, numClasses: trainSet.numClasses, inputSize: trainSet.height, seed: cfg.seed };
-  const model = createModel(cfg.model, spec);
-  const modelParams = model.numParameters();
-  if (entry.role === 'student' && modelParams > cfg.maxParams) {
-    throw new Error(`model '${cfg.model}' has ${modelParams.toLocaleString('en')} parameters, over the budget of ${cfg.maxParams.toLocaleString('en')} (--max-params)`);
-  }
-
-  // ---- teacher and recipe ----
-  const recipeConfig = expandRecipe(cfg.recipe); // every default filled in: printed, in config.json and the checkpoint
-  const teacherTerms = (['kd', 'dkd', 'rkd', 'dm', 'fitnet'] as const).filter((t) => recipeConfig[t] !== undefined);
-  if (!cfg.teacher && teacherTerms.length > 0) {
-    throw new Error(`recipe ${JSON.stringify(recipeConfig)} needs teacher outputs (for ${teacherTerms.join(', ')}): pass --teacher FILE`);
-  }
-  const teacher = cfg.teacher ? openTeacherOutputs(cfg.teacher) : null;
-  if (teacher) teacher.checkAlignment(datasetIdentity(rootDataset(trainSet)));
-  const studentMaps = noGrad(() =>
-    scope(() => {
-      model.eval();
-      const probe = Tensor.zeros([1, trainSet.channels, trainSet.height, trainSet.width]);
-      const maps = model.forwardFeatures(probe).maps;
-      model.train();
-      return Object.fromEntries(Object.entries(maps).map(([k, t]) => [k, t.shape.slice(1)]));
-    }),
-  );
-  const tensors = teacher?.tensors ?? {};
-  const hintShapes = Object.fromEntries((teacher?.hintNames ?? []).map((h) => [h, tensors[`hint.${h}`].slice(-3)]));
-  const recipe = new Recipe(recipeConfig, studentMaps, { hasLogits: Boolean(teacher), hasEmbedding: 'embedding' in tensors, hints: hintShapes });
-  const needs = recipe.needs();
-  const extras = new Group(recipe.extraModules());
-  const extraParams = extras.numParameters();
-  options.hooks?.onStart?.({ model, extras: extras.members });
-
-  // ---- optimiser, loader, schedule ----
-  const params = [...model.parameters(), ...extras.parameters()];
-  const optimizer = makeOptimizer(cfg, params);
-  const views = teacher && teacher.views.length > 1 ? teacher.views : undefined;
-  const loader = new DataLoader(trainSet, { batchSize: cfg.batch, shuffle: true, seed: cfg.seed, dropLast: true, views, augment: augmentOptions(cfg.augment, recipe, teacher) });
-  const stepsPerEpoch = loader.batchesPerEpoch;
-  if (stepsPerEpoch === 0) throw new Error(`batch ${cfg.batch} is larger than the ${trainSet.length} training samples`);
-  // Fractional epochs are allowed (--epochs 1.25): the last epoch stops early, then validates as any epoch does.
-  if (!(cfg.epochs > 0)) throw new Error(`epochs must be > 0, got ${cfg.epochs}`);
-  const totalSteps = Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
-  const epochCount = Math.ceil(totalSteps / stepsPerEpoch);
-  const schedule: ScheduleConfig = {
-    kind: cfg.schedule,
-    baseLr: cfg.lr,
-    totalSteps,
-    warmupSteps: Math.round(cfg.warmupEpochs * stepsPerEpoch),
-    minLr: cfg.minLr,
-    stepSize: cfg.stepEvery * stepsPerEpoch,
-    gamma: cfg.gamma,
-  };
-
-  let state: TrainerState = {
-    format: CHECKPOINT_FORMAT,
-    version: 1,
-    model: cfg.model,
-    modelSpec: { inChannels: spec.inChannels, numClasses: spec.numClasses, inputSize: spec.inputSize },
-    dataset: cfg.dataset,
-    epoch: 0,
-    stepInEpoch: 0,
-    globalStep: 0,
-    bestAccuracy: -1,
-    bestEpoch: -1,
-    valAccuracy: null,
-    config: { ...cfg, recipe: recipeConfig },
-  };
-  if (resumeFrom) {
-    model.loadStateDict(resumeFrom.model);
-    extras.loadStateDict(resumeFrom.extra);
-    if (resumeFrom.optimizer) optimizer.loadStateDict(resumeFrom.optimizer);
-    state = { ...resumeFrom.state, config: { ...cfg, recipe: recipeConfig } };
-    log(`resumed from ${lastPath}: epoch ${state.epoch}, step ${state.stepInEpoch} of the next, best ${state.bestAccuracy.toFixed(4)}`);
-  }
-
-  const history: EpochMetrics[] = [];
-  const stepLosses: number[] = [];
+  const loop: Loop = { run, metrics, checkpoints: new RunCheckpoints(run, paths), interruptions: new Interruptions().install(), hooks: options.hooks ?? {}, stepLosses: [], history: [] };
   let imagesSeen = 0;
   let trainSeconds = 0;
-  let stoppedEarly = false;
-  const metricsPath = join(cfg.out, 'metrics.jsonl');
-  if (!resumeFrom) writeFileSync(metricsPath, ''); // a fresh run in an old folder starts a fresh log
-  writeFileSync(join(cfg.out, 'config.json'), `${JSON.stringify(state.config, null, 2)}\n`);
-
-  const save = async (path: string) => {
-    const [modelState, extraState, optimState] = [await model.stateDict(), await extras.stateDict(), await optimizer.stateDict()];
-    saveCheckpoint(path, { state, model: modelState, extra: extraState, optimizer: optimState });
-  };
-
-  log(`training ${cfg.model} (${modelParams.toLocaleString('en')} params${extraParams ? ` + ${extraParams.toLocaleString('en')} training-only` : ''}) on ${cfg.dataset} ` +
-      `(${trainSet.length} train / ${valSet.length} validation), recipe ${JSON.stringify(recipeConfig)}, ${dev.summary.description}`);
-  if (recipe.describeRegressor()) log(recipe.describeRegressor()!);
-
-  for (let epoch = state.epoch; epoch < epochCount && !stoppedEarly; epoch++) {
-    const epochStart = performance.now();
-    const sums: Record<string, number> = {};
-    let steps = 0;
-    let correct = 0;
-    let seen = 0;
-    const stepsThisEpoch = Math.min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch);
-    const progress = new Progress(`epoch ${epoch + 1}/${epochCount}`, stepsThisEpoch, process.stderr, cfg.quiet);
-    const skip = state.stepInEpoch;
-    for await (const batch of loader.epoch(epoch, { skip })) {
-      const b = batch.indices.length;
-      optimizer.lr = lrAt(schedule, state.globalStep);
-      options.hooks?.beforeStep?.();
-      const { values, names, logits } = await scope(async () => {
-        const x = Tensor.fromArray(batch.x, [b, trainSet.channels, trainSet.height, trainSet.width]);
-        const y = Tensor.fromArray(batch.y!, [b], { dtype: 'i32' });
-        loader.recycle(batch); // uploaded: its host memory can take the next batch
-        const tb: TeacherTensors = {};
-        if (teacher) {
-          const rows = teacher.readBatch(batch.indices, batch.view ?? 0, { embedding: needs.embedding, hints: needs.hints });
-          tb.logits = Tensor.fromArray(rows.logits, [b, teacher.metadata.numClasses]);
-          if (rows.embedding) tb.embedding = Tensor.fromArray(rows.embedding, [b, rows.embedding.length / b]);
-          for (const [name, data] of Object.entries(rows.hints ?? {})) tb.hints = { ...tb.hints, [name]: Tensor.fromArray(data, [b, ...hintShapes[name]]) };
-        }
-        const features = model.forwardFeatures(x);
-        const terms = recipe.compute(features, y, tb, epoch);
-        terms.total.backward();
-        if (cfg.clip > 0) optimizer.clipGradNorm(cfg.clip);
-        optimizer.step();
-        optimizer.zeroGrad();
-        const names = Object.keys(terms.parts);
-        const read = await dev.read([terms.total, ...names.map((n) => terms.parts[n]), features.logits]);
-        return { names, values: read.slice(0, -1).map((r) => new Float32Array(r)[0]), logits: new Float32Array(read[read.length - 1]) };
-      });
-      const total = values[0];
-      if (!Number.isFinite(total)) throw new Error(`loss became ${total} at epoch ${epoch + 1}, step ${state.stepInEpoch + 1} (lower --lr, or check the teacher file)`);
-      stepLosses.push(total);
-      await options.hooks?.afterStep?.({ epoch: epoch + 1, step: state.globalStep + 1, loss: total });
-      sums.total = (sums.total ?? 0) + total;
-      names.forEach((n, i) => (sums[n] = (sums[n] ?? 0) + values[i + 1]));
-      const k = trainSet.numClasses;
-      const correctBefore = correct;
-      for (let r = 0; r < b; r++) {
-        let best = 0;
-        for (let c = 1; c < k; c++) if (logits[r * k + c] > logits[r * k + best]) best = c;
-        if (best === batch.y![r]) correct++;
-      }
-      seen += b;
-      steps++;
-      state.stepInEpoch++;
-      state.globalStep++;
-      if (cfg.logSteps) appendFileSync(metricsPath, `${JSON.stringify({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: optimizer.lr, loss: total, parts: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])), accuracy: (correct - correctBefore) / b })}\n`);
-      const elapsed = (performance.now() - epochStart) / 1000;
-      progress.update(state.stepInEpoch, `${(seen / elapsed).toFixed(0)} img/s loss ${(sums.total / steps).toFixed(4)}${names.length > 1 ? ` (${names.map((n) => `${n} ${(sums[n] / steps).toFixed(4)}`).join(' ')})` : ''}`);
-      if (cfg.maxSteps > 0 && stepLosses.length >= cfg.maxSteps) {
-        stoppedEarly = true;
-        break;
-      }
-      if (state.stepInEpoch >= stepsThisEpoch) break; // the last, partial epoch of a fractional --epochs
+  let stop: EpochEnd['kind'] | null = null;
+  try {
+    for (let epoch = state.epoch; epoch < run.epochCount && !stop; epoch++) {
+      const end = await trainEpoch(loop, epoch);
+      imagesSeen += end.seen;
+      trainSeconds += end.seconds;
+      if (end.kind === 'complete') await finishEpoch(loop, epoch, end);
+      else await loop.checkpoints.save('last'); // mid-epoch: resumable from exactly here
+      if (end.kind === 'maxSteps') end.progress.done(`stopped after ${loop.stepLosses.length} steps (maxSteps); resumable from ${paths.last}`);
+      const reachedMaxSteps = cfg.maxSteps > 0 && loop.stepLosses.length >= cfg.maxSteps;
+      const finished = end.kind === 'complete' && epoch + 1 === run.epochCount;
+      if (loop.interruptions.signal && !finished) stop = 'interrupted';
+      else if (end.kind !== 'complete' || reachedMaxSteps) stop = 'maxSteps';
     }
-    const seconds = (performance.now() - epochStart) / 1000;
-    imagesSeen += seen;
-    trainSeconds += seconds;
-    if (stoppedEarly && state.stepInEpoch < stepsThisEpoch) {
-      await save(lastPath); // mid-epoch: resumable from here
-      progress.done(`stopped after ${stepLosses.length} steps (maxSteps); resumable from ${lastPath}`);
-      break;
-    }
-    const val = await evaluate(model, valSet, { batchSize: Math.max(cfg.batch, 256) });
-    state.epoch = epoch + 1;
-    state.stepInEpoch = 0;
-    state.valAccuracy = val.accuracy!;
-    const improved = val.accuracy! > state.bestAccuracy;
-    if (improved) {
-      state.bestAccuracy = val.accuracy!;
-      state.bestEpoch = epoch + 1;
-    }
-    const metrics: EpochMetrics = {
-      epoch: epoch + 1,
-      step: state.globalStep,
-      lr: optimizer.lr,
-      loss: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / Math.max(1, steps)])),
-      trainAccuracy: seen ? correct / seen : 0,
-      valAccuracy: val.accuracy!,
-      imagesPerSecond: seen / seconds,
-      seconds,
-    };
-    history.push(metrics);
-    appendFileSync(metricsPath, `${JSON.stringify({ type: 'epoch', ...metrics })}\n`);
-    await save(lastPath);
-    if (improved) await save(bestPath);
-    progress.done(`loss ${metrics.loss.total.toFixed(4)} train acc ${metrics.trainAccuracy.toFixed(4)} val acc ${val.accuracy!.toFixed(4)}${improved ? ' (best)' : ''} ${metrics.imagesPerSecond.toFixed(0)} img/s`);
+  } finally {
+    loop.interruptions.remove();
+    closeRun(run);
   }
-  optimizer.dispose();
-  teacher?.close();
+  if (stop === 'interrupted') {
+    // Thrown, not returned: a caller that goes on to evaluate or report must not mistake this for a finished run.
+    throw new TrainingInterrupted(loop.interruptions.signal!, `stopped at epoch ${state.epoch + 1}, step ${state.stepInEpoch}: resume with --resume (${paths.last})`);
+  }
   const seconds = (performance.now() - runStart) / 1000;
   log(`done in ${duration(seconds)}: best validation accuracy ${state.bestAccuracy.toFixed(4)} (epoch ${state.bestEpoch})`);
   return {
     runDir: cfg.out,
-    model,
-    modelParams,
-    extraParams,
+    model: run.model,
+    modelParams: run.modelParams,
+    extraParams: run.extraParams,
     bestAccuracy: state.bestAccuracy,
     bestEpoch: state.bestEpoch,
-    history,
-    stepLosses,
+    history: loop.history,
+    stepLosses: loop.stepLosses,
     imagesPerSecond: trainSeconds > 0 ? imagesSeen / trainSeconds : 0,
     seconds,
-    stoppedEarly,
+    stoppedEarly: stop !== null,
     adapter: dev.summary.description,
   };
 }
