@@ -55,7 +55,8 @@ describe('npm run experiment', () => {
     expect(first.status).toBe(0);
     const doc = readFileSync(table, 'utf8');
     expect(doc).toMatch(/Smoke run: only the first 128 training, 200 validation, 200 test images/);
-    expect(doc).toMatch(/\| dwpw \| ce \| `\{"ce":1\}` \| \**0\.\d{4}\** \| 0\.\d{4} \| 58,378 \|/);
+    // The loss terms are the expanded recipe (every default filled in), as the run recorded it.
+    expect(doc).toMatch(/\| dwpw \| ce \| `\{"ce":\{"weight":1,"labelSmoothing":0\}\}` \| \**0\.\d{4}\** \| 0\.\d{4} \| 58,378 \|/);
     expect(doc).toMatch(/\| dwpw \| kd \| `\{"ce":0\.5,"kd":\{"weight":0\.5,"T":4\}\}` \|/);
     expect(doc).toMatch(/- dwpw: kd 0\.\d{4} vs ce 0\.\d{4}/);
     expect(doc).toMatch(/npx wgkd train --dataset fashion-mnist --model dwpw --recipe kd --teacher \S+teacher-train\.safetensors --epochs 1 .* --train-limit 128/);
