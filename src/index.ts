@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 // wgkd's public API.
 export { Device, getDevice, NoAdapterError, type DeviceOptions, type AdapterSummary, type BufferLike, type DispatchArgs } from './gpu/device.js';
 export { ShaderCompileError } from './gpu/shaders.js';
@@ -50,3 +51,7 @@ export * from './train/evaluate.js';
 export * from './train/checkpoint.js';
 export { Progress } from './train/progress.js';
 export { plotRun, lineChartSvg, confusionSvg, writePng, readMetrics, type LineChart, type ConfusionChart } from './train/plots.js';
+export * from './models/json-student.js';
+export * from './models/architecture.js';
+export * from './models/onnx-graph.js';
+export * from './io/onnx.js';

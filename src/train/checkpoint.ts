@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../teacher/safetensors.js';
 import type { StateDict } from '../nn/module.js';
 import type { OptimizerState } from './optim.js';
-import { createModel } from '../models/registry.js';
+import { buildArchitecture, type Architecture } from '../models/architecture.js';
 import type { Classifier } from '../models/classifier.js';
 
 export const CHECKPOINT_FORMAT = 'wgkd-checkpoint';
@@ -14,6 +14,8 @@ export interface TrainerState {
   version: 1;
   model: string;
   modelSpec: { inChannels: number; numClasses: number; inputSize: number };
+  /** How to rebuild the model (a JSON student's whole layer list); absent in older checkpoints: a built-in `model`. */
+  architecture?: Architecture;
   dataset: string;
   epoch: number; // epochs completed
   stepInEpoch: number; // steps done in the current (incomplete) epoch; 0 at epoch ends
@@ -75,10 +77,11 @@ export function loadCheckpoint(path: string): Checkpoint {
   return { state, model, extra, optimizer: optimMeta ? { ...optimMeta, buffers } : null };
 }
 
-/** The model a checkpoint holds, rebuilt from its recorded name and spec, weights loaded, in eval mode. */
-export function modelFromCheckpoint(path: string): { ckpt: Checkpoint; model: Classifier } {
+/** The model a checkpoint holds, rebuilt from its recorded architecture and spec, weights loaded, in eval mode. */
+export async function modelFromCheckpoint(path: string): Promise<{ ckpt: Checkpoint; model: Classifier }> {
   const ckpt = loadCheckpoint(path);
-  const model = createModel(ckpt.state.model, ckpt.state.modelSpec);
+  const architecture = ckpt.state.architecture ?? { kind: 'builtin', name: ckpt.state.model };
+  const model = await buildArchitecture(architecture, ckpt.state.modelSpec);
   model.loadStateDict(ckpt.model);
   model.eval();
   return { ckpt, model };

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Device } from '../gpu/device.js';
 import { Tensor, scope } from '../tensor.js';
 import { noGrad } from '../autograd/tape.js';
-import { createModel, models } from '../models/registry.js';
+import { architectureOf, architectureRole, buildArchitecture } from '../models/architecture.js';
 import type { Classifier } from '../models/classifier.js';
 import { Module } from '../nn/module.js';
 import { Recipe, parseRecipe, type RecipeConfig, type TeacherTensors } from '../kd/recipe.js';
@@ -164,12 +164,11 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
   const valSet: Dataset = cfg.valLimit > 0 ? new Prefix(fullVal, cfg.valLimit) : fullVal;
 
   // ---- model ----
-  const entry = models[cfg.model];
-  if (!entry) throw new Error(`unknown model '${cfg.model}' (known: ${Object.keys(models).join(', ')})`);
+  const architecture = architectureOf(cfg.model);
   const spec = { inChannels: trainSet.channels, numClasses: trainSet.numClasses, inputSize: trainSet.height, seed: cfg.seed };
-  const model = createModel(cfg.model, spec);
+  const model = await buildArchitecture(architecture, spec);
   const modelParams = model.numParameters();
-  if (entry.role === 'student' && modelParams > cfg.maxParams) {
+  if (architectureRole(architecture) === 'student' && modelParams > cfg.maxParams) {
     throw new Error(`model '${cfg.model}' has ${modelParams.toLocaleString('en')} parameters, over the budget of ${cfg.maxParams.toLocaleString('en')} (--max-params)`);
   }
 
@@ -223,6 +222,7 @@ export async function train(partial: Partial<TrainConfig>, options: { device?: D
     version: 1,
     model: cfg.model,
     modelSpec: { inChannels: spec.inChannels, numClasses: spec.numClasses, inputSize: spec.inputSize },
+    architecture,
     dataset: cfg.dataset,
     epoch: 0,
     stepInEpoch: 0,
