@@ -64,27 +64,26 @@ export async function buildArchitecture(arch: Architecture, spec: ModelSpec): Pr
 }
 
 async function loadFactory(file: string): Promise<StudentFactory> {
-  if (/\.m?ts$/.test(file)) await allowTypeScriptImports(file);
+  const url = pathToFileURL(file).href;
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    mod = (await import(url)) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`model ${file}: cannot load the module (${(err as Error).message})`);
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw new Error(`model ${file}: cannot load the module (${(err as Error).message})`);
+    // Plain Node cannot import .ts: register tsx's loader when it is installed (as it is next to most TS projects).
+    // Registered for the whole process, so the student's own `import ... from 'wgkd'` is this very module graph.
+    try {
+      const { register } = (await import('tsx/esm/api')) as { register: () => unknown };
+      register();
+    } catch {
+      throw new Error(`model ${file}: importing a TypeScript student needs tsx (npm i -D tsx), or compile it to .js`);
+    }
+    // A new URL: Node remembers the failed import of the first one.
+    mod = (await import(`${url}?with-tsx`)) as Record<string, unknown>;
   }
   const factory = mod.default ?? mod.createStudent;
   if (typeof factory !== 'function') {
     throw new Error(`model ${file}: export a factory as \`export default (spec) => classifier\` or \`export function createStudent(spec)\``);
   }
   return factory as StudentFactory;
-}
-
-/** Plain Node cannot import .ts files: register tsx's loader when it is installed (as it is next to most TS projects). */
-async function allowTypeScriptImports(file: string): Promise<void> {
-  if (process.execArgv.some((a) => a.includes('tsx')) || process.env.VITEST) return;
-  try {
-    const { register } = (await import('tsx/esm/api')) as { register: () => unknown };
-    register();
-  } catch {
-    throw new Error(`model ${file}: importing a TypeScript student needs tsx (npm i -D tsx), or compile it to .js`);
-  }
 }
