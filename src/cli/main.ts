@@ -9,7 +9,6 @@ import { modelFromCheckpoint } from '../train/checkpoint.js';
 import { models } from '../models/registry.js';
 import { architectureOf, buildArchitecture } from '../models/architecture.js';
 import { formatPlan, planStudent } from '../models/json-student.js';
-import { exportOnnx } from '../models/onnx-graph.js';
 import { datasetInfo, openDataset, type SplitRole } from '../data/open.js';
 import { exportTeacherOutputs } from '../teacher/export.js';
 import { Progress } from '../train/progress.js';
@@ -162,6 +161,8 @@ const commands: Record<string, Command> = {
       const flags = parseFlags(args, { checkpoint: 'string', onnx: 'string', ...DEVICE_FLAGS }, 'export');
       if (!flags.checkpoint) throw new Error('export: --checkpoint FILE is required');
       if (!flags.onnx) throw new Error('export: --onnx OUT.onnx is required (the format to write)');
+      // Loaded here, not at the top of the file: only this command needs the protobuf code.
+      const { exportOnnx } = await import('../models/onnx-graph.js');
       const dev = await Device.open(deviceOptions(flags));
       const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
       const { inChannels, inputSize } = ckpt.state.modelSpec;
