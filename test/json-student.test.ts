@@ -1,10 +1,10 @@
 // Students designed in JSON: the plan (shapes, parameter counts) matches the built model, feature maps carry their
 // names, bad specs name the layer and the problem, and training refuses a student over the budget.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JsonStudent, Tensor, noGrad, planStudent, scope, train, type StudentSpec } from '../src/index.js';
+import { JsonStudent, Tensor, loadCheckpoint, modelFromCheckpoint, noGrad, planStudent, scope, train, type StudentSpec } from '../src/index.js';
 import { useDevice } from './helpers/device.js';
 
 useDevice();
@@ -87,5 +87,21 @@ describe('JSON students', () => {
     await expect(train({ model: file, trainLimit: 64, valLimit: 32, batch: 32, epochs: 1, quiet: true, out: join(dir, 'run') })).rejects.toThrow(
       `model '${file}' has 75,274 parameters, over the budget of 60,000 (--max-params)`,
     );
+  });
+
+  it('a checkpoint records the layer list: the model is rebuilt from the checkpoint alone (the JSON file gone)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgkd-json-'));
+    const file = join(dir, 'student.json');
+    const spec = { layers: [{ conv: { out: 8, k: 3, stride: 2, padding: 1 } }, { bn: {} }, { relu: { name: 'stem' } }, { dwpw: { out: 16, stride: 2 } }, { gap: {} }, { linear: {} }] };
+    writeFileSync(file, JSON.stringify(spec));
+    await train({ model: file, trainLimit: 32, valLimit: 32, batch: 32, epochs: 1, quiet: true, out: join(dir, 'run') });
+    rmSync(file);
+    const checkpoint = join(dir, 'run', 'best.safetensors');
+    expect(loadCheckpoint(checkpoint).state.architecture).toEqual({ kind: 'json', file, spec });
+    const { model } = await modelFromCheckpoint(checkpoint);
+    expect(model).toBeInstanceOf(JsonStudent);
+    expect(model.mapNames).toEqual(['stem']);
+    expect(model.numParameters()).toBe(planStudent(spec, FASHION).reduce((n, l) => n + l.parameters, 0));
+    model.dispose();
   });
 });

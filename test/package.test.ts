@@ -40,7 +40,8 @@ describe('the packed tarball', () => {
     expect(paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts'))).toEqual([]);
     expect(packed.size).toBeLessThan(4_000_000); // bytes, gzipped (README states the size)
     // npm pack and a git install run `prepare`, which builds dist/.
-    expect(PKG.scripts.prepare).toBe('tsc -p tsconfig.build.json');
+    expect(PKG.scripts.prepare).toBe('npm run build');
+    expect(PKG.scripts.build).toMatch(/rmSync\('dist'.* && tsc -p tsconfig.build.json$/); // a clean build: no stale files ship
   });
 
   it('installs with no tsx, and the README library example runs under plain node', () => {
