@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm2d, FASHION_MNIST_CLASSES, FashionMnist, Tensor, evaluate, modelFromCheckpoint, noGrad, readOnnxSummary, rng, saveCheckpoint, scope, train, writeIdx } from '../src/index.js';
+import { BatchNorm2d, FASHION_MNIST_CLASSES, FOOD11_CLASSES, FashionMnist, IMAGENET_MEAN, IMAGENET_STD, Tensor, createModel, evaluate, exportOnnx, modelFromCheckpoint, noGrad, readOnnxSummary, rng, saveCheckpoint, scope, train, writeIdx } from '../src/index.js';
 import { useDevice } from './helpers/device.js';
 
 useDevice();
@@ -147,5 +147,25 @@ describe('wgkd export --onnx, run by onnxruntime', () => {
     const convs = (model.graph?.node ?? []).filter((n) => n.opType === 'Conv');
     const groups = convs.map((n) => Number((n.attribute ?? []).find((a) => a.name === 'group')?.i));
     expect(groups).toEqual([1, 32, 1, 64, 1, 128, 1, 128, 1]);
+  });
+
+  it('three channels: the graph normalises each with its own mean and std (Food-11, ImageNet statistics)', async () => {
+    const size = 32;
+    const model = createModel('dwpw', { inChannels: 3, numClasses: 11, inputSize: size, seed: 5 }).eval();
+    const file = join(work, 'dwpw-rgb.onnx');
+    await exportOnnx(model, file, { channels: 3, height: size, width: size, mean: IMAGENET_MEAN, std: IMAGENET_STD, classNames: FOOD11_CLASSES, modelName: 'dwpw', dataset: 'food11' });
+    const random = rng(11);
+    const n = 4;
+    const rgb = Float32Array.from({ length: n * 3 * size * size }, () => Math.floor(random() * 256) / 255);
+    // wgkd's input: each channel c normalised as (x - mean[c]) / std[c].
+    const plane = size * size;
+    const normalised = rgb.map((v, i) => (v - IMAGENET_MEAN[Math.floor(i / plane) % 3]) / IMAGENET_STD[Math.floor(i / plane) % 3]);
+    const ours = await scope(async () => noGrad(() => model.forward(Tensor.fromArray(normalised, [n, 3, size, size]))).toArray());
+    const session = await ort.InferenceSession.create(file);
+    const theirs = (await session.run({ pixels: new ort.Tensor('float32', rgb, [n, 3, size, size]) })).logits.data as Float32Array;
+    const scale = Math.max(...ours.map(Math.abs));
+    const worst = Math.max(...theirs.map((v, i) => Math.abs(v - ours[i])));
+    expect(worst / scale).toBeLessThanOrEqual(1e-4);
+    model.dispose();
   });
 });
