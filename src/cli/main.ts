@@ -57,8 +57,8 @@ const commands: Record<string, Command> = {
   train: {
     summary: 'train (distil) a student: dataset, model, teacher outputs, KD recipe; checkpoints + metrics',
     usage:
-      'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw] [--teacher FILE]\n' +
-      "           [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
+      'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw|FILE.json|./student.ts]\n' +
+      "           [--teacher FILE] [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
       '           [--lr 3e-4] [--optimizer adam|adamw|sgd] [--schedule constant|cosine|step] [--clip 10] [--seed 0]\n' +
       '           [--out runs/NAME] [--resume] [--max-params 60000] [--augment auto|none|flip|flip+crop] ... (every config key)',
     run: async (args) => {

@@ -75,111 +75,109 @@ export function planStudent(spec: unknown, input: InputShape, source = 'student'
   const layers = top.layers as unknown[];
 
   let shape: [number, number, number] = [input.inChannels, input.inputSize, input.inputSize];
-  let flat: number | null = null; // set once a linear layer has flattened the map
   const names = new Set<string>();
   const planned: PlannedLayer[] = [];
   layers.forEach((entry, index) => {
-    const keys = entry && typeof entry === 'object' && !Array.isArray(entry) ? Object.keys(entry) : [];
-    if (keys.length !== 1) fail(`layer ${index}: expected an object with one key, the layer type (e.g. {"conv": {"out": 16}}), got ${JSON.stringify(entry)}`);
-    const type = keys[0];
+    const { type, options, name } = readLayer(entry, index, fail);
     const at = `layer ${index} (${type})`;
-    if (!(type in LAYER_OPTIONS)) fail(`layer ${index}: unknown layer '${type}' (known: ${Object.keys(LAYER_OPTIONS).join(', ')})`);
-    const raw = (entry as Record<string, unknown>)[type] ?? {};
-    if (typeof raw !== 'object' || Array.isArray(raw)) fail(`${at}: options must be an object, got ${JSON.stringify(raw)}`);
-    const options = raw as Options;
-    const allowed = [...LAYER_OPTIONS[type], 'name'];
-    for (const key of Object.keys(options)) {
-      if (!allowed.includes(key)) {
-        const hint = type === 'linear' && key === 'out' ? ' (the class count comes from the dataset)' : '';
-        fail(`${at}: unknown option '${key}'${hint} (options: ${allowed.join(', ')})`);
-      }
-    }
-    for (const key of REQUIRED[type] ?? []) if (options[key] === undefined) fail(`${at}: '${key}' is required`);
-    const int = (key: string, fallback: number, min = 1): number => {
-      const v = options[key] ?? fallback;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`${at}: '${key}' must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-      return v as number;
-    };
-    let name: string | null = null;
-    if (options.name !== undefined) {
-      if (typeof options.name !== 'string' || !/^[A-Za-z_][\w-]*$/.test(options.name)) fail(`${at}: 'name' must be a word (letters, digits, _ or -), got ${JSON.stringify(options.name)}`);
-      name = options.name as string;
+    if (planned.at(-1)?.type === 'linear') fail(`${at}: nothing can follow the linear layer (it must be last)`);
+    if (name) {
       if (names.has(name)) fail(`${at}: the name '${name}' is used twice`);
+      if (type === 'bn' && layerType(layers[index + 1]) === 'relu') {
+        fail(`${at}: a bn followed by relu runs as one fused kernel, so its own output never exists; name the relu instead`);
+      }
+      if (type === 'linear') fail(`${at}: the linear layer's output is the logits; name a feature map before it`);
       names.add(name);
     }
-    if (flat !== null) fail(`${at}: nothing can follow the linear layer (it must be last)`);
-    const [c, h, w] = shape;
-    const spatial = (k: number, stride: number, padding: number, what: string): [number, number] => {
-      // PyTorch's pooling layers refuse this (a window could hold padding only); convolutions allow it.
-      if (what === 'window' && padding > k / 2) fail(`${at}: padding ${padding} is more than half the window ${k}`);
-      const oh = Math.floor((h + 2 * padding - k) / stride) + 1;
-      const ow = Math.floor((w + 2 * padding - k) / stride) + 1;
-      if (oh < 1 || ow < 1) fail(`${at}: the ${h}x${w} map shrinks below 1x1 (${what} ${k}, stride ${stride}, padding ${padding})`);
-      return [oh, ow];
-    };
-    let output: PlannedLayer['output'];
-    let parameters = 0;
-    switch (type) {
-      case 'conv': {
-        const out = int('out', 0);
-        const k = int('k', 3);
-        const stride = int('stride', 1);
-        const padding = int('padding', 0, 0);
-        const groups = int('groups', 1);
-        if (options.bias !== undefined && typeof options.bias !== 'boolean') fail(`${at}: 'bias' must be true or false`);
-        if (c % groups !== 0) fail(`${at}: groups ${groups} does not divide the ${c} input channels`);
-        if (out % groups !== 0) fail(`${at}: groups ${groups} does not divide the ${out} output channels`);
-        output = [out, ...spatial(k, stride, padding, 'kernel')];
-        parameters = out * (c / groups) * k * k + (options.bias === false ? 0 : out);
-        break;
-      }
-      case 'bn':
-        output = [c, h, w];
-        parameters = 2 * c;
-        break;
-      case 'relu':
-        output = [c, h, w];
-        break;
-      case 'maxpool':
-      case 'avgpool': {
-        const k = int('k', 0);
-        output = [c, ...spatial(k, int('stride', k), int('padding', 0, 0), 'window')];
-        break;
-      }
-      case 'dwpw': {
-        const out = int('out', 0);
-        output = [out, ...spatial(3, int('stride', 1), 1, 'depthwise kernel')];
-        parameters = c * 9 + 2 * c + c * out + 2 * out;
-        break;
-      }
-      case 'residual': {
-        const out = int('out', c);
-        const stride = int('stride', 1);
-        output = [out, ...spatial(3, stride, 1, 'kernel')];
-        const shortcut = stride !== 1 || c !== out ? c * out + 2 * out : 0;
-        parameters = c * out * 9 + 2 * out + out * out * 9 + 2 * out + shortcut;
-        break;
-      }
-      case 'gap':
-        output = [c, 1, 1];
-        break;
-      default: {
-        // linear
-        const features = c * h * w;
-        flat = features;
-        output = [input.numClasses];
-        parameters = features * input.numClasses + input.numClasses;
-      }
-    }
-    if (name && type === 'bn' && layerType(layers[index + 1]) === 'relu') {
-      fail(`${at}: a bn followed by relu runs as one fused kernel, so its own output never exists; name the relu instead`);
-    }
-    if (name && type === 'linear') fail(`${at}: the linear layer's output is the logits; name a feature map before it`);
+    const { output, parameters } = layerShape(type, options, shape, input.numClasses, (message) => fail(`${at}: ${message}`));
     planned.push({ index, type, options, name, input: shape, output, parameters });
     if (output.length === 3) shape = output;
   });
-  if (flat === null) fail(`the last layer must be {"linear": {}} (the classifier), got '${planned[planned.length - 1].type}'`);
+  if (planned.at(-1)!.type !== 'linear') fail(`the last layer must be {"linear": {}} (the classifier), got '${planned.at(-1)!.type}'`);
   return planned;
+}
+
+/** One entry of "layers": its type, its options (checked against the type's), and its feature-map name. */
+function readLayer(entry: unknown, index: number, fail: (message: string) => never): { type: string; options: Options; name: string | null } {
+  const keys = entry && typeof entry === 'object' && !Array.isArray(entry) ? Object.keys(entry) : [];
+  if (keys.length !== 1) fail(`layer ${index}: expected an object with one key, the layer type (e.g. {"conv": {"out": 16}}), got ${JSON.stringify(entry)}`);
+  const type = keys[0];
+  const at = `layer ${index} (${type})`;
+  if (!(type in LAYER_OPTIONS)) fail(`layer ${index}: unknown layer '${type}' (known: ${Object.keys(LAYER_OPTIONS).join(', ')})`);
+  const raw = (entry as Record<string, unknown>)[type] ?? {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) fail(`${at}: options must be an object, got ${JSON.stringify(raw)}`);
+  const options = raw as Options;
+  const allowed = [...LAYER_OPTIONS[type], 'name'];
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      const hint = type === 'linear' && key === 'out' ? ' (the class count comes from the dataset)' : '';
+      fail(`${at}: unknown option '${key}'${hint} (options: ${allowed.join(', ')})`);
+    }
+  }
+  for (const key of REQUIRED[type] ?? []) if (options[key] === undefined) fail(`${at}: '${key}' is required`);
+  if (options.bias !== undefined && typeof options.bias !== 'boolean') fail(`${at}: 'bias' must be true or false`);
+  const name = options.name;
+  if (name !== undefined && (typeof name !== 'string' || !/^[A-Za-z_][\w-]*$/.test(name))) {
+    fail(`${at}: 'name' must be a word (letters, digits, _ or -), got ${JSON.stringify(name)}`);
+  }
+  return { type, options, name: (name as string | undefined) ?? null };
+}
+
+/** What a layer maps the [C, H, W] input to, and its parameters (weights, biases, BN affine: torchsummary's count). */
+function layerShape(
+  type: string,
+  options: Options,
+  [c, h, w]: [number, number, number],
+  numClasses: number,
+  fail: (message: string) => never,
+): { output: PlannedLayer['output']; parameters: number } {
+  const int = (key: string, fallback: number, min = 1): number => {
+    const v = options[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`'${key}' must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const spatial = (k: number, stride: number, padding: number, what: string): [number, number] => {
+    // PyTorch's pooling layers refuse this (a window could hold padding only); convolutions allow it.
+    if (what === 'window' && padding > k / 2) fail(`padding ${padding} is more than half the window ${k}`);
+    const oh = Math.floor((h + 2 * padding - k) / stride) + 1;
+    const ow = Math.floor((w + 2 * padding - k) / stride) + 1;
+    if (oh < 1 || ow < 1) fail(`the ${h}x${w} map shrinks below 1x1 (${what} ${k}, stride ${stride}, padding ${padding})`);
+    return [oh, ow];
+  };
+  switch (type) {
+    case 'conv': {
+      const out = int('out', 0);
+      const k = int('k', 3);
+      const groups = int('groups', 1);
+      if (c % groups !== 0) fail(`groups ${groups} does not divide the ${c} input channels`);
+      if (out % groups !== 0) fail(`groups ${groups} does not divide the ${out} output channels`);
+      const output: [number, number, number] = [out, ...spatial(k, int('stride', 1), int('padding', 0, 0), 'kernel')];
+      return { output, parameters: out * (c / groups) * k * k + (options.bias === false ? 0 : out) };
+    }
+    case 'bn':
+      return { output: [c, h, w], parameters: 2 * c };
+    case 'relu':
+      return { output: [c, h, w], parameters: 0 };
+    case 'maxpool':
+    case 'avgpool': {
+      const k = int('k', 0);
+      return { output: [c, ...spatial(k, int('stride', k), int('padding', 0, 0), 'window')], parameters: 0 };
+    }
+    case 'dwpw': {
+      const out = int('out', 0);
+      return { output: [out, ...spatial(3, int('stride', 1), 1, 'depthwise kernel')], parameters: c * 9 + 2 * c + c * out + 2 * out };
+    }
+    case 'residual': {
+      const out = int('out', c);
+      const stride = int('stride', 1);
+      const shortcut = stride !== 1 || c !== out ? c * out + 2 * out : 0;
+      return { output: [out, ...spatial(3, stride, 1, 'kernel')], parameters: c * out * 9 + 2 * out + out * out * 9 + 2 * out + shortcut };
+    }
+    case 'gap':
+      return { output: [c, 1, 1], parameters: 0 };
+    default: // linear: flattens [C, H, W]
+      return { output: [numClasses], parameters: c * h * w * numClasses + numClasses };
+  }
 }
 
 function layerType(entry: unknown): string | null {
