@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 // wgkd's public API.
 export { Device, getDevice, NoAdapterError, type DeviceOptions, type AdapterSummary, type BufferLike, type DispatchArgs } from './gpu/device.js';
 export { ShaderCompileError } from './gpu/shaders.js';
@@ -59,3 +60,7 @@ export { chromeTrace } from './profile/trace.js';
 export { writeTimeline, timelineSvg } from './profile/timeline.js';
 export { withLabel, type DispatchLabel, type Phase } from './gpu/labels.js';
 export type { DispatchRecord, DispatchCost } from './gpu/profiler.js';
+export * from './models/json-student.js';
+export * from './models/architecture.js';
+export * from './models/onnx-graph.js';
+export * from './io/onnx.js';

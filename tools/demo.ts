@@ -67,7 +67,7 @@ result.model.dispose();
 
 // The final model on the untouched test set: the cosine schedule anneals to the end, and with one or two
 // validations on 2,000 images, picking the 'best' epoch would mostly pick noise (best.safetensors is kept too).
-const { ckpt, model } = modelFromCheckpoint(join(result.runDir, 'last.safetensors'));
+const { ckpt, model } = await modelFromCheckpoint(join(result.runDir, 'last.safetensors'));
 const fullTest = await openDataset('fashion-mnist', 'test', { data });
 const test = flags.testLimit ? new Prefix(fullTest, flags.testLimit as number) : fullTest;
 const evalStart = performance.now();

@@ -122,7 +122,7 @@ for (const [i, row] of rows.entries()) {
   log(`[${i + 1}/${rows.length}] ${name}${config.resume ? ' (resuming)' : ''}`);
   const run = await train(config, { device: dev });
   run.model.dispose();
-  const { ckpt, model } = modelFromCheckpoint(join(out, 'best.safetensors'));
+  const { ckpt, model } = await modelFromCheckpoint(join(out, 'best.safetensors'));
   const scores = await evaluate(model, test);
   model.dispose();
   const result: RowResult = {

@@ -22,6 +22,8 @@ say() { printf '[setup] %s\n' "$*"; }
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.wgkd-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   say "installing npm dependencies (npm ci)"
+  # onnxruntime-node (a test dependency) ships its CPU binaries; its install script would fetch GPU builds.
+  export ONNXRUNTIME_NODE_INSTALL=skip
   npm ci --no-audit --no-fund
   echo "$lock_hash" > node_modules/.wgkd-lock-hash
 fi

@@ -1,4 +1,5 @@
 // The `wgkd` command line. Each command is one entry: a one-line summary, its usage, and what it runs.
+import { readFileSync } from 'node:fs';
 import { Device, type DeviceOptions } from '../gpu/device.js';
 import { describeAdapter } from './info.js';
 import { checkChoice, kebab, parseFlags, schemaOf, type FlagType } from './args.js';
@@ -6,13 +7,21 @@ import { DEFAULT_CONFIG, checkTrainOptions, readConfigFile, train, type TrainCon
 import { TrainingInterrupted } from '../train/interrupt.js';
 import { evaluate } from '../train/evaluate.js';
 import { modelFromCheckpoint } from '../train/checkpoint.js';
-import { createModel, models } from '../models/registry.js';
-import { openDataset, type SplitRole } from '../data/open.js';
+import { models } from '../models/registry.js';
+import { architectureOf, buildArchitecture } from '../models/architecture.js';
+import { formatPlan, planStudent } from '../models/json-student.js';
+import { datasetInfo, openDataset, type SplitRole } from '../data/open.js';
 import { exportTeacherOutputs } from '../teacher/export.js';
 import { Progress } from '../train/progress.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { profileCommands } from './profile.js';
 import { RECIPE_USAGE, recipeCommand } from '../kd/explain.js';
+
+/** The package's version, from the package.json next to src/ (or dist/). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 interface Command {
   summary: string;
@@ -53,8 +62,8 @@ const commands: Record<string, Command> = {
   train: {
     summary: 'train (distil) a student: dataset, model, teacher outputs, KD recipe; checkpoints + metrics',
     usage:
-      'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw] [--teacher FILE]\n' +
-      "           [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
+      'wgkd train [--config run.json] [--dataset fashion-mnist|food11] [--data DIR] [--model dwpw|FILE.json|./student.ts]\n' +
+      "           [--teacher FILE] [--recipe ce|kd|kd+rkd|fitnet|dkd|dm|'{\"ce\":0.5,\"kd\":{\"weight\":0.5,\"T\":4}}'] [--epochs N] [--batch 64]\n" +
       '           [--lr 3e-4] [--optimizer adam|adamw|sgd] [--schedule constant|cosine|step] [--clip 10] [--seed 0]\n' +
       '           [--out runs/NAME] [--resume] [--overwrite] [--checkpoint-every 300] [--max-params 60000]\n' +
       '           [--augment auto|none|flip|flip+crop] ... (every config key; Ctrl-C saves and exits 130)',
@@ -77,7 +86,7 @@ const commands: Record<string, Command> = {
       if (!flags.checkpoint) throw new Error('eval: --checkpoint FILE is required');
       const split = checkChoice('eval', '--split', flags.split, SPLITS) ?? 'test';
       const dev = await Device.open(deviceOptions(flags));
-      const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const progress = new Progress(`eval ${split}`, ds.length);
       const r = await evaluate(model, ds, { onProgress: (d) => progress.update(d) });
@@ -97,7 +106,7 @@ const commands: Record<string, Command> = {
       if (!flags.checkpoint) throw new Error('predict: --checkpoint FILE is required');
       const split = checkChoice('predict', '--split', flags.split, ['evaluation', ...SPLITS]) ?? 'evaluation';
       const dev = await Device.open(deviceOptions(flags));
-      const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
       const ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
       const r = await evaluate(model, ds);
       // Ids: the zero-padded index of each file in the sorted file list (the datasets keep that order).
@@ -109,21 +118,74 @@ const commands: Record<string, Command> = {
     },
   },
   params: {
-    summary: 'list the models and their parameter counts (students must stay under the budget)',
-    usage: 'wgkd params [--model NAME] [--in-channels 3] [--classes 11] [--size 224]',
+    summary: 'list the models and their parameter counts; --model FILE.json: a layer-by-layer table against the budget',
+    usage:
+      'wgkd params [--model NAME|FILE.json|./student.ts] [--dataset fashion-mnist|food11] [--in-channels 3] [--classes 11]\n' +
+      '            [--size 224] [--max-params 60000]   (--dataset sets the input shape: fashion-mnist 1x28x28, 10 classes)',
     run: async (args) => {
-      const flags = parseFlags(args, { model: 'string', inChannels: 'number', classes: 'number', size: 'number', ...DEVICE_FLAGS }, 'params');
+      const flags = parseFlags(args, { model: 'string', dataset: 'string', inChannels: 'number', classes: 'number', size: 'number', maxParams: 'number', ...DEVICE_FLAGS }, 'params');
+      const data = flags.dataset ? datasetInfo(String(flags.dataset)) : null;
+      const spec = {
+        inChannels: Number(flags.inChannels ?? data?.channels ?? 3),
+        numClasses: Number(flags.classes ?? data?.classNames.length ?? 11),
+        inputSize: Number(flags.size ?? (flags.dataset === 'fashion-mnist' ? 28 : 224)),
+      };
+      const budget = Number(flags.maxParams ?? DEFAULT_CONFIG.maxParams);
+      const shape = `input ${spec.inChannels}x${spec.inputSize}x${spec.inputSize}, ${spec.numClasses} classes`;
+      const counting = '(counted like torchsummary: weights, biases, BN affine; not running stats)';
+      const arch = flags.model ? architectureOf(String(flags.model)) : null;
+      if (arch?.kind === 'json') {
+        // Planned without a GPU: shapes and counts come from the layer list (the built model has the same count).
+        console.log(`${arch.file}: ${shape} ${counting}\n`);
+        console.log(formatPlan(planStudent(arch.spec, spec, arch.file), spec, budget));
+        return;
+      }
       const dev = await Device.open(deviceOptions(flags));
-      const spec = { inChannels: Number(flags.inChannels ?? 3), numClasses: Number(flags.classes ?? 11), inputSize: Number(flags.size ?? 224) };
-      const names = flags.model ? [String(flags.model)] : Object.keys(models);
+      if (arch?.kind === 'module') {
+        const m = await buildArchitecture(arch, spec);
+        const n = m.numParameters();
+        console.log(`${arch.file}: ${shape}: ${n.toLocaleString('en')} parameters, ${n <= budget ? 'within' : 'OVER'} the budget of ${budget.toLocaleString('en')}`);
+        m.dispose();
+        dev.destroy();
+        return;
+      }
+      const names = arch ? [arch.name] : Object.keys(models);
       const rows: (string | number)[][] = [['model', 'role', 'parameters', 'description']];
       for (const name of names) {
-        const m = createModel(name, spec);
+        const m = await buildArchitecture({ kind: 'builtin', name }, spec);
         rows.push([name, models[name].role, m.numParameters().toLocaleString('en'), models[name].description]);
         m.dispose();
       }
-      console.log(`input ${spec.inChannels}x${spec.inputSize}x${spec.inputSize}, ${spec.numClasses} classes (counted like torchsummary: weights, biases, BN affine; not running stats)\n`);
+      console.log(`${shape} ${counting}\n`);
       console.log(table(rows));
+      dev.destroy();
+    },
+  },
+  export: {
+    summary: 'export a checkpoint as ONNX: pixels / 255 in (NCHW, normalised inside the graph), logits out',
+    usage: 'wgkd export --checkpoint runs/NAME/best.safetensors --onnx OUT.onnx',
+    run: async (args) => {
+      const flags = parseFlags(args, { checkpoint: 'string', onnx: 'string', ...DEVICE_FLAGS }, 'export');
+      if (!flags.checkpoint) throw new Error('export: --checkpoint FILE is required');
+      if (!flags.onnx) throw new Error('export: --onnx OUT.onnx is required (the format to write)');
+      // Loaded here, not at the top of the file: only this command needs the protobuf code.
+      const { exportOnnx } = await import('../models/onnx-graph.js');
+      const dev = await Device.open(deviceOptions(flags));
+      const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
+      const { inChannels, inputSize } = ckpt.state.modelSpec;
+      const info = datasetInfo(ckpt.state.dataset);
+      const graph = await exportOnnx(model, String(flags.onnx), {
+        channels: inChannels,
+        height: inputSize,
+        width: inputSize,
+        mean: info.mean,
+        std: info.std,
+        classNames: info.classNames,
+        modelName: ckpt.state.model,
+        dataset: ckpt.state.dataset,
+        producerVersion: version(),
+      });
+      console.log(`wrote ${String(flags.onnx)}: ${ckpt.state.model}, input pixels [N, ${inChannels}, ${inputSize}, ${inputSize}], ${graph.nodes.length} nodes, ${model.numParameters().toLocaleString('en')} parameters`);
       dev.destroy();
     },
   },
@@ -166,7 +228,7 @@ const commands: Record<string, Command> = {
       if (flags.weights && !flags.dataset) throw new Error('teacher export: --weights needs --dataset fashion-mnist|food11');
       const split = checkChoice('teacher export', '--split', flags.split, SPLITS) ?? 'train';
       const dev = await Device.open(deviceOptions(flags));
-      let teacher: ReturnType<typeof createModel>;
+      let teacher: Awaited<ReturnType<typeof buildArchitecture>>;
       let ds: Awaited<ReturnType<typeof openDataset>>;
       let teacherName: string;
       let teacherAccuracy: number | null;
@@ -174,7 +236,7 @@ const commands: Record<string, Command> = {
         for (const f of ['model', 'dataset', 'classes'] as const) {
           if (flags[f] !== undefined) throw new Error(`teacher export: --${f} goes with --weights (a wgkd checkpoint records its own)`);
         }
-        const { ckpt, model } = modelFromCheckpoint(String(flags.checkpoint));
+        const { ckpt, model } = await modelFromCheckpoint(String(flags.checkpoint));
         teacher = model;
         ds = await openDataset(ckpt.state.dataset, split, dataOptions(flags, ckpt.state.config));
         teacherName = `${ckpt.state.model} ${String(flags.checkpoint)}`;
@@ -203,7 +265,7 @@ const commands: Record<string, Command> = {
               `(7x7 from 112 px up${datasetName === 'food11' ? '; set --size' : ''}); tools/teacher/export_outputs.py runs any combination`,
           );
         }
-        teacher = createModel(modelName, { inChannels: ds.channels, numClasses, inputSize: ds.height });
+        teacher = await buildArchitecture(architectureOf(modelName), { inChannels: ds.channels, numClasses, inputSize: ds.height });
         loadTorchWeights(teacher, weights);
         teacher.eval();
         teacherName = `${modelName} ${weights}`;
@@ -248,7 +310,7 @@ function help(): string {
   return [
     'wgkd: train tiny image classifiers by knowledge distillation on WebGPU',
     '',
-    'usage: wgkd <command> [options]   (wgkd <command> --help for its options)',
+    `usage: wgkd <command> [options]   (wgkd <command> --help for its options; wgkd --version: ${version()})`,
     '',
     'commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
@@ -259,6 +321,10 @@ function help(): string {
 
 async function main(argv: string[]): Promise<void> {
   const [name, ...args] = argv;
+  if (name === '--version' || name === '-v' || name === 'version') {
+    console.log(version());
+    return;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(help());
     return;

@@ -1,6 +1,6 @@
 // Datasets by name, as the CLI and the trainer ask for them.
-import { FashionMnist, FASHION_MNIST_DIR } from './fashion-mnist.js';
-import { Food11 } from './food11.js';
+import { FashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_MEAN, FASHION_MNIST_STD } from './fashion-mnist.js';
+import { Food11, FOOD11_CLASSES, IMAGENET_MEAN, IMAGENET_STD } from './food11.js';
 import { fingerprintOf, type Dataset } from './dataset.js';
 
 export type DatasetName = 'fashion-mnist' | 'food11';
@@ -17,6 +17,13 @@ export interface OpenOptions {
 
 /** Food-11 folders per role: test is the labelled hold-out we report on; `evaluation` is Kaggle's unlabelled set. */
 const FOOD11_SPLIT: Record<SplitRole | 'evaluation', string> = { train: 'training', validation: 'validation', test: 'validation', evaluation: 'evaluation' };
+
+/** What a dataset's images mean without opening its files: class names and the normalisation of x / 255. */
+export function datasetInfo(name: string): { channels: number; classNames: readonly string[]; mean: readonly number[]; std: readonly number[] } {
+  if (name === 'fashion-mnist') return { channels: 1, classNames: FASHION_MNIST_CLASSES, mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
+  if (name === 'food11') return { channels: 3, classNames: FOOD11_CLASSES, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+  throw new Error(`unknown dataset '${name}' (fashion-mnist, food11)`);
+}
 
 export async function openDataset(name: string, role: SplitRole | 'evaluation', options: OpenOptions = {}): Promise<Dataset> {
   if (name === 'fashion-mnist') {

@@ -93,11 +93,12 @@ export async function fashionMnistTeacher(train: Dataset, options: ShippedTeache
   if (aligned(cached, train, hints)) return { ...info, outputs: cached, source: 'cache' };
   mkdirSync(cacheDir, { recursive: true });
 
-  const python = options.preferPython === false ? null : pythonWithTorch();
+  // tools/ is in the repository, not in the npm package: installed, the outputs come from wgkd itself.
+  const script = fileURLToPath(new URL('../../tools/teacher/export_outputs.py', import.meta.url));
+  const python = options.preferPython === false || !existsSync(script) ? null : pythonWithTorch();
   if (python) {
     // The exporter reads the IDX files and draws the hold-out itself; the alignment check below confirms it.
     log(`producing teacher outputs with PyTorch (tools/teacher/export_outputs.py) -> ${cached}`);
-    const script = fileURLToPath(new URL('../../tools/teacher/export_outputs.py', import.meta.url));
     const args = [script, '--weights', SHIPPED_TEACHER.weights, '--fashion-mnist', ...(options.data ? [options.data] : []), '--split', 'train',
       '--validation-size', String(options.validationSize ?? 5000), '--f16', '--out', cached, '--quiet', '--teacher-name', 'resnet-small (data/fashion-mnist)'];
     if (hints.length) args.push('--hints', hints.join(','));

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../teacher/safetensors.js';
 import type { Module, StateDict } from '../nn/module.js';
 import type { OptimizerState } from './optim.js';
-import { createModel, models, type ModelSpec } from '../models/registry.js';
+import { models, type ModelSpec } from '../models/registry.js';
+import { buildArchitecture, type Architecture } from '../models/architecture.js';
 import type { Classifier } from '../models/classifier.js';
 
 export const CHECKPOINT_FORMAT = 'wgkd-checkpoint';
@@ -15,6 +16,8 @@ export interface TrainerState {
   version: 1;
   model: string;
   modelSpec: { inChannels: number; numClasses: number; inputSize: number };
+  /** How to rebuild the model (a JSON student's whole layer list); absent in older checkpoints: a built-in `model`. */
+  architecture?: Architecture;
   dataset: string;
   epoch: number; // epochs completed
   stepInEpoch: number; // steps done in the current (incomplete) epoch; 0 at epoch ends
@@ -168,12 +171,15 @@ export function loadWeights(path: string, module: Module, dict: StateDict, what:
   }
 }
 
-/** The model a checkpoint holds, rebuilt from its recorded name and spec, weights loaded, in eval mode. */
-export function modelFromCheckpoint(path: string): { ckpt: Checkpoint; model: Classifier } {
+/** The model a checkpoint holds, rebuilt from its recorded architecture and spec, weights loaded, in eval mode. */
+export async function modelFromCheckpoint(path: string): Promise<{ ckpt: Checkpoint; model: Classifier }> {
   const ckpt = loadCheckpoint(path);
   const { model: name, modelSpec } = ckpt.state;
-  if (!models[name]) throw new Error(`${path} holds a model '${name}' that this wgkd does not know (known: ${Object.keys(models).join(', ')})`);
-  const model = createModel(name, modelSpec);
+  const architecture = ckpt.state.architecture ?? { kind: 'builtin', name };
+  if (architecture.kind === 'builtin' && !models[architecture.name]) {
+    throw new Error(`${path} holds a model '${architecture.name}' that this wgkd does not know (known: ${Object.keys(models).join(', ')})`);
+  }
+  const model = await buildArchitecture(architecture, modelSpec);
   loadWeights(path, model, ckpt.model, describeModel(name, modelSpec));
   model.eval();
   return { ckpt, model };

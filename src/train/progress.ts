@@ -1,15 +1,30 @@
-// A progress line for long work: a bar on a terminal (redrawn in place), a line every ~10% elsewhere (CI logs).
+// A progress line for long work: a bar on a terminal (redrawn in place, coloured unless NO_COLOR is set), a plain
+// line every ~10% elsewhere (CI logs, pipes, TERM=dumb), so logs never hold carriage returns or escape codes.
+export interface ProgressStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+/** How a stream can show progress: 'bar' (redrawn in place) or 'lines'; colour only on a bar and without NO_COLOR. */
+export function progressStyle(stream: ProgressStream, env: Record<string, string | undefined> = process.env): { bar: boolean; color: boolean } {
+  const bar = Boolean(stream.isTTY) && env.TERM !== 'dumb';
+  // no-color.org: NO_COLOR set to any non-empty value turns colour off.
+  return { bar, color: bar && !env.NO_COLOR };
+}
+
 export class Progress {
   private readonly start = performance.now();
   private lastPrinted = -1;
-  private readonly tty: boolean;
+  private readonly style: { bar: boolean; color: boolean };
   constructor(
     private readonly label: string,
     private readonly total: number,
-    private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly stream: ProgressStream = process.stderr,
     private readonly quiet = false,
+    env: Record<string, string | undefined> = process.env,
   ) {
-    this.tty = Boolean(stream.isTTY);
+    this.style = progressStyle(stream, env);
   }
 
   update(done: number, extra = ''): void {
@@ -17,14 +32,16 @@ export class Progress {
     const fraction = this.total ? done / this.total : 1;
     const elapsed = (performance.now() - this.start) / 1000;
     const eta = done > 0 ? (elapsed / done) * (this.total - done) : 0;
-    const line = `${this.label} ${bar(fraction)} ${String(Math.round(fraction * 100)).padStart(3)}% ${done}/${this.total} ${extra} ETA ${duration(eta)}`;
-    if (this.tty) {
-      this.stream.write(`\r${line.slice(0, (this.stream.columns ?? 160) - 1)}\x1b[K`);
+    const percent = `${String(Math.round(fraction * 100)).padStart(3)}%`;
+    const tail = `${percent} ${done}/${this.total}${extra ? ` ${extra}` : ''} ETA ${duration(eta)}`;
+    if (this.style.bar) {
+      const line = `${this.label} ${bar(fraction)} ${tail}`.slice(0, (this.stream.columns ?? 160) - 1);
+      this.stream.write(`\r${this.style.color ? colourBar(line) : line}\x1b[K`);
     } else {
       const decile = Math.floor(fraction * 10);
       if (decile !== this.lastPrinted) {
         this.lastPrinted = decile;
-        this.stream.write(`${line}\n`);
+        this.stream.write(`${this.label} ${tail}\n`);
       }
     }
   }
@@ -32,13 +49,19 @@ export class Progress {
   done(summary: string): void {
     if (this.quiet) return;
     const elapsed = (performance.now() - this.start) / 1000;
-    this.stream.write(`${this.tty ? '\r' : ''}${this.label} ${summary} (${duration(elapsed)})${this.tty ? '\x1b[K' : ''}\n`);
+    const line = `${this.label} ${summary} (${duration(elapsed)})`;
+    this.stream.write(this.style.bar ? `\r${line}\x1b[K\n` : `${line}\n`);
   }
 }
 
 function bar(fraction: number, width = 20): string {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
   return `[${'='.repeat(filled)}${' '.repeat(width - filled)}]`;
+}
+
+/** The bar's filled part in green (ANSI SGR 32). */
+function colourBar(line: string): string {
+  return line.replace(/\[(=*)/, (_, filled: string) => `[\x1b[32m${filled}\x1b[0m`);
 }
 
 export function duration(seconds: number): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Device } from '../gpu/device.js';
 import { Tensor, scope } from '../tensor.js';
 import { noGrad } from '../autograd/tape.js';
-import { createModel, models } from '../models/registry.js';
+import { architectureOf, architectureRole, buildArchitecture, type Architecture } from '../models/architecture.js';
 import type { Classifier } from '../models/classifier.js';
 import { Module } from '../nn/module.js';
 import { Recipe, expandRecipe, type RecipeConfig } from '../kd/recipe.js';
@@ -86,17 +86,17 @@ async function openData(cfg: TrainConfig): Promise<{ trainSet: Dataset; valSet: 
   return { trainSet, valSet };
 }
 
-function makeStudent(cfg: TrainConfig, trainSet: Dataset): Classifier {
-  const entry = models[cfg.model];
-  if (!entry) throw new Error(`unknown model '${cfg.model}' (known: ${Object.keys(models).join(', ')})`);
+/** The student `--model` names (built-in, a JSON layer list, or a module's factory), within the parameter budget. */
+async function makeStudent(cfg: TrainConfig, trainSet: Dataset): Promise<{ model: Classifier; architecture: Architecture }> {
+  const architecture = architectureOf(cfg.model);
   const spec = { inChannels: trainSet.channels, numClasses: trainSet.numClasses, inputSize: trainSet.height, seed: cfg.seed };
-  const model = createModel(cfg.model, spec);
+  const model = await buildArchitecture(architecture, spec);
   const modelParams = model.numParameters();
-  if (entry.role === 'student' && modelParams > cfg.maxParams) {
+  if (architectureRole(architecture) === 'student' && modelParams > cfg.maxParams) {
     model.dispose();
     throw new Error(`model '${cfg.model}' has ${modelParams.toLocaleString('en')} parameters, over the budget of ${cfg.maxParams.toLocaleString('en')} (--max-params)`);
   }
-  return model;
+  return { model, architecture };
 }
 
 /** The teacher file (checked against the training data) and the recipe built for the student's feature maps. */
@@ -152,7 +152,7 @@ export async function setUpRun(partial: Partial<TrainConfig>, device: Device): P
   const { trainSet, valSet } = await openData(cfg);
   const modelSpec = { inChannels: trainSet.channels, numClasses: trainSet.numClasses, inputSize: trainSet.height };
   if (resumeFrom) checkpointFits(resumeFrom.path, resumeFrom.ckpt, cfg.model, modelSpec);
-  const model = makeStudent(cfg, trainSet);
+  const { model, architecture } = await makeStudent(cfg, trainSet);
   const { recipeConfig, teacher, recipe, hintShapes } = teacherAndRecipe(cfg, model, trainSet);
   const extraModules = recipe.extraModules();
   const extras = new Group(extraModules);
@@ -166,6 +166,7 @@ export async function setUpRun(partial: Partial<TrainConfig>, device: Device): P
     version: 1,
     model: cfg.model,
     modelSpec,
+    architecture,
     dataset: cfg.dataset,
     epoch: 0,
     stepInEpoch: 0,
