@@ -4,14 +4,15 @@
 // wgkd's, and the ratio. --json prints one line per workload. Timing lives here, never in unit tests.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Device, SHIPPED_TEACHER, noGrad, scope } from '../src/index.js';
+import { Device, PROFILING_DAWN_FLAGS, SHIPPED_TEACHER, formatReport, instrumentModules, noGrad, profile, scope } from '../src/index.js';
 import { parseFlags } from '../src/cli/args.js';
 import { roofline } from '../src/profile/roofline.js';
 import { mainThreadCpuMs } from '../src/gpu/profiler.js';
 import { WORKLOADS, buildWorkload, type Workload, type WorkloadSpec } from './workloads.js';
 
-const USAGE = `npm run bench:train [-- --json] [--steps 10] [--workloads demo,hw13-64,hw13-224] [--python /usr/bin/python3] [--no-torch]`;
-const flags = parseFlags(process.argv.slice(2), { json: 'boolean', steps: 'number', workloads: 'string', python: 'string', noTorch: 'boolean', help: 'boolean' }, 'bench:train');
+const USAGE = `npm run bench:train [-- --json] [--steps 10] [--workloads demo,hw13-64,hw13-224] [--python /usr/bin/python3] [--no-torch]
+                    [--profile]   (instead of timing: wgkd profile's report of one step of each workload)`;
+const flags = parseFlags(process.argv.slice(2), { json: 'boolean', steps: 'number', workloads: 'string', python: 'string', noTorch: 'boolean', profile: 'boolean', help: 'boolean' }, 'bench:train');
 if (flags.help) {
   console.log(USAGE);
   process.exit(0);
@@ -102,7 +103,24 @@ function benchTorch(spec: WorkloadSpec): Result | null {
   return JSON.parse(run.stdout.trim().split('\n').pop()!) as Result;
 }
 
-const dev = await Device.open();
+/** The profile of one step of the workload (after the warm-up), as `wgkd profile` prints it. */
+async function profileWorkload(dev: Device, spec: WorkloadSpec): Promise<string> {
+  const w = await buildWorkload(spec, SHIPPED_TEACHER.outputs);
+  const undo = instrumentModules(w.model);
+  const unprofiled: number[] = [];
+  for (let i = 0; i < WARMUP + 3; i++) {
+    const t0 = performance.now();
+    await trainStep(dev, w);
+    if (i >= WARMUP) unprofiled.push(performance.now() - t0);
+  }
+  const step = await profile(dev, () => trainStep(dev, w));
+  undo();
+  w.optimizer.dispose();
+  w.model.dispose();
+  return formatReport(step, { roofline: ceiling, unprofiledStepMs: median(unprofiled), title: `profile of one ${spec.name} training step (${spec.description})` });
+}
+
+const dev = await Device.open(flags.profile ? { dawnFlags: PROFILING_DAWN_FLAGS } : {});
 const ceiling = await roofline(dev, { log: (l) => process.stderr.write(`roofline: ${l} (cached afterwards)\n`) });
 const names = flags.workloads ? String(flags.workloads).split(',') : WORKLOADS.map((w) => w.name);
 const withTorch = torchAvailable();
@@ -110,6 +128,10 @@ const rows: string[] = [];
 for (const name of names) {
   const spec = WORKLOADS.find((w) => w.name === name);
   if (!spec) throw new Error(`bench:train: unknown workload '${name}' (${WORKLOADS.map((w) => w.name).join(', ')})`);
+  if (flags.profile) {
+    console.log(`${await profileWorkload(dev, spec)}\n`);
+    continue;
+  }
   process.stderr.write(`${name}: wgkd...\n`);
   const ours = await benchWgkd(dev, spec);
   if (withTorch) process.stderr.write(`${name}: PyTorch...\n`);
@@ -124,7 +146,7 @@ for (const name of names) {
     );
   }
 }
-if (!flags.json) {
+if (!flags.json && !flags.profile) {
   console.log(`\nadapter ${dev.summary.description}; roofline ${ceiling.fmaF32Gflops.toFixed(1)} GFLOP/s f32 FMA, ${ceiling.copyKernelGBs.toFixed(2)} GB/s copy kernel`);
   console.log(`median of ${steps} steps after ${WARMUP} warm-up; PyTorch ${withTorch ? 'on the CPU, 2 threads, run right after wgkd' : 'not available'}\n`);
   console.log('| workload | batch | wgkd ms/step | host CPU ms/step | wgkd train img/s | wgkd infer img/s | dispatches/step | submits/step | torch train img/s | torch infer img/s | wgkd / torch (train) |');

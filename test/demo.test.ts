@@ -57,7 +57,7 @@ describe('npm run experiment', () => {
     expect(doc).toMatch(/Smoke run: only the first 128 training, 200 validation, 200 test images/);
     // The loss terms are the expanded recipe (every default filled in), as the run recorded it.
     expect(doc).toMatch(/\| dwpw \| ce \| `\{"ce":\{"weight":1,"labelSmoothing":0\}\}` \| \**0\.\d{4}\** \| 0\.\d{4} \| 58,378 \|/);
-    expect(doc).toMatch(/\| dwpw \| kd \| `\{"ce":0\.5,"kd":\{"weight":0\.5,"T":4\}\}` \|/);
+    expect(doc).toMatch(/\| dwpw \| kd \| `\{"ce":\{"weight":0\.5,"labelSmoothing":0\},"kd":\{"weight":0\.5,"T":4\}\}` \|/);
     expect(doc).toMatch(/- dwpw: kd 0\.\d{4} vs ce 0\.\d{4}/);
     expect(doc).toMatch(/npx wgkd train --dataset fashion-mnist --model dwpw --recipe kd --teacher \S+teacher-train\.safetensors --epochs 1 .* --train-limit 128/);
     const second = tsx('tools/experiment.ts', ...args, '--runs', runs, '--out', table);
