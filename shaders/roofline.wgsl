@@ -19,19 +19,12 @@ fn fma_f32(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   var a = array<f32, 12>();
   for (var k = 0u; k < 12u; k++) { a[k] = f32(i + k) * 1e-9; }
   for (var it = 0u; it < fma_params.iterations; it++) {
-    // 4 unrolled steps of 12 independent FMAs: 48 FMAs (96 FLOPs) per iteration.
-    a[0] = fma(a[0], m, c); a[1] = fma(a[1], m, c); a[2] = fma(a[2], m, c); a[3] = fma(a[3], m, c);
-    a[4] = fma(a[4], m, c); a[5] = fma(a[5], m, c); a[6] = fma(a[6], m, c); a[7] = fma(a[7], m, c);
-    a[8] = fma(a[8], m, c); a[9] = fma(a[9], m, c); a[10] = fma(a[10], m, c); a[11] = fma(a[11], m, c);
-    a[0] = fma(a[0], m, c); a[1] = fma(a[1], m, c); a[2] = fma(a[2], m, c); a[3] = fma(a[3], m, c);
-    a[4] = fma(a[4], m, c); a[5] = fma(a[5], m, c); a[6] = fma(a[6], m, c); a[7] = fma(a[7], m, c);
-    a[8] = fma(a[8], m, c); a[9] = fma(a[9], m, c); a[10] = fma(a[10], m, c); a[11] = fma(a[11], m, c);
-    a[0] = fma(a[0], m, c); a[1] = fma(a[1], m, c); a[2] = fma(a[2], m, c); a[3] = fma(a[3], m, c);
-    a[4] = fma(a[4], m, c); a[5] = fma(a[5], m, c); a[6] = fma(a[6], m, c); a[7] = fma(a[7], m, c);
-    a[8] = fma(a[8], m, c); a[9] = fma(a[9], m, c); a[10] = fma(a[10], m, c); a[11] = fma(a[11], m, c);
-    a[0] = fma(a[0], m, c); a[1] = fma(a[1], m, c); a[2] = fma(a[2], m, c); a[3] = fma(a[3], m, c);
-    a[4] = fma(a[4], m, c); a[5] = fma(a[5], m, c); a[6] = fma(a[6], m, c); a[7] = fma(a[7], m, c);
-    a[8] = fma(a[8], m, c); a[9] = fma(a[9], m, c); a[10] = fma(a[10], m, c); a[11] = fma(a[11], m, c);
+    // 4 steps of 12 independent FMAs (a constant trip count the compiler unrolls): 48 FMAs, 96 FLOPs.
+    for (var s = 0u; s < 4u; s++) {
+      a[0] = fma(a[0], m, c); a[1] = fma(a[1], m, c); a[2] = fma(a[2], m, c); a[3] = fma(a[3], m, c);
+      a[4] = fma(a[4], m, c); a[5] = fma(a[5], m, c); a[6] = fma(a[6], m, c); a[7] = fma(a[7], m, c);
+      a[8] = fma(a[8], m, c); a[9] = fma(a[9], m, c); a[10] = fma(a[10], m, c); a[11] = fma(a[11], m, c);
+    }
   }
   var total = 0.0;
   for (var k = 0u; k < 12u; k++) { total += a[k]; }

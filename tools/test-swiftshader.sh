@@ -10,6 +10,6 @@ case "$adapter" in
   *SwiftShader*) echo "[test:swiftshader] adapter: $adapter" ;;
   *) echo "[test:swiftshader] VK_ICD_FILENAMES=$icd did not give a SwiftShader adapter (got: '${adapter:-none}')" >&2; exit 1 ;;
 esac
-ops=(activation autograd batchnorm conv elementwise loss matmul optim pool reduce relational softmax)
+ops=(activation autograd batchnorm conv conv-transpose elementwise loss matmul optim pool reduce relational softmax)
 if [ "$#" -eq 0 ]; then set -- "${ops[@]/#/test/}"; set -- "${@/%/.test.ts}"; fi
 exec npx vitest run "$@"
