@@ -40,7 +40,8 @@ interface Result {
   loss?: number;
 }
 
-/** One training step, as the trainer runs it: forward, recipe, backward, clip, update, one readback. */
+/** One training step, as src/train/step.ts runs it: forward, recipe, backward, clip, update, the non-finite
+ * check, zeroing the gradients, one readback (loss, logits, check counts). */
 async function trainStep(dev: Device, w: Workload): Promise<number> {
   return scope(async () => {
     const features = w.model.forwardFeatures(w.x);
@@ -48,8 +49,9 @@ async function trainStep(dev: Device, w: Workload): Promise<number> {
     terms.total.backward();
     w.optimizer.clipGradNorm(10);
     w.optimizer.step();
+    const health = w.optimizer.nonFiniteCounts();
     w.optimizer.zeroGrad();
-    const [total] = await dev.read([terms.total]);
+    const [total] = await dev.read([terms.total, features.logits, health]);
     return new Float32Array(total)[0];
   });
 }
