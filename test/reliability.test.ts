@@ -93,6 +93,10 @@ describe('config files and flags: one schema', () => {
     expect(() => readConfigFile(config('many.json', '{"lr": -1, "batch": 2.5, "resume": "yes", "recipe": 3}'))).toThrow(
       /many\.json: 4 problems:\n {2}'lr' must be >= 0, got -1\n {2}'batch' must be a whole number, got 2\.5\n {2}'resume' must be true or false, got "yes"\n {2}'recipe' must be a recipe/,
     );
+    // A misspelt key deep in the recipe: the file, then where in the spec (strict recipe specs, src/kd/spec.ts).
+    expect(() => readConfigFile(config('recipe.json', '{"recipe": {"ce": 0.5, "kd": {"temperature": 8}}}'))).toThrow(
+      /^config file .*recipe\.json: recipe\.kd\.temperature: unknown key \(did you mean 'T'\? keys of kd: weight, T\)$/,
+    );
     expect(() => readConfigFile(config('list.json', '[{"epochs": 1}]'))).toThrow(/^config file .*list\.json must hold a JSON object of train options .*got a list$/);
     expect(() => readConfigFile(config('broken.json', '{"epochs": 1,'))).toThrow(/^config file .*broken\.json is not valid JSON: /);
     expect(() => readConfigFile(join(work, 'absent.json'))).toThrow(/^config file .*absent\.json: cannot read it \(ENOENT\)$/);

@@ -3,6 +3,7 @@
 // from (the file, or the flag) and the key.
 import { readFileSync } from 'node:fs';
 import type { RecipeConfig } from '../kd/recipe.js';
+import { parseRecipe } from '../kd/spec.js';
 
 export interface TrainConfig {
   dataset: string; // 'fashion-mnist' | 'food11'
@@ -147,9 +148,15 @@ export function optionProblem(spec: OptionSpec, value: unknown, label: string): 
     case 'boolean':
       return typeof value === 'boolean' ? null : `${label} must be true or false, got ${got}`;
     case 'recipe':
-      return typeof value === 'string' || (typeof value === 'object' && value !== null && !Array.isArray(value))
-        ? null
-        : `${label} must be a recipe name, spec or object (e.g. "kd+rkd" or {"ce": 0.5, "kd": 0.5}), got ${got}`;
+      if (typeof value !== 'string' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+        return `${label} must be a recipe name, spec or object (e.g. "kd+rkd" or {"ce": 0.5, "kd": 0.5}), got ${got}`;
+      }
+      try {
+        parseRecipe(value as string | RecipeConfig, label.replace(/'/g, '')); // every key at every depth, located
+        return null;
+      } catch (err) {
+        return (err as Error).message;
+      }
     case 'string':
       if (typeof value !== 'string') return `${label} must be a string, got ${got}`;
       if (spec.choices && !spec.choices.includes(value)) {
