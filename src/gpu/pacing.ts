@@ -2,23 +2,26 @@
 // loop: a host that waits for a long submit burns a core doing nothing, and on a software adapter that core is one
 // the GPU's own threads need. So the device sleeps through most of a submit's expected GPU time before it asks
 // Dawn about it. The expectation is learnt per kind of submit (its number of dispatches: a training step's
-// submits are all alike): the time from submit to done, as last observed. Sleeping SLEEP_SHARE of it leaves the
-// rest to polling; when the GPU finishes sooner, the observed time shrinks and so does the next sleep.
+// submits are all alike): the shorter of the last two times from submit to done, so one slow submit (the first
+// step compiles every pipeline) never makes the next one sleep long. Sleeping SLEEP_SHARE of it leaves the rest to
+// polling; when the GPU finishes sooner, the observed time shrinks and so does the next sleep.
 const SLEEP_SHARE = 0.85;
 const MIN_SLEEP_MS = 2; // below this a timer costs more than the polling it saves
 
 export class SubmitPacer {
-  private observedMs = new Map<number, number>();
+  private observedMs = new Map<number, [number, number]>(); // the last two observations, latest first
 
   /** How long to sleep after submitting work of this kind before asking whether it is done, ms. */
   sleepMs(kind: number): number {
-    const ms = (this.observedMs.get(kind) ?? 0) * SLEEP_SHARE;
+    const last = this.observedMs.get(kind);
+    const ms = last ? Math.min(last[0], last[1]) * SLEEP_SHARE : 0;
     return ms >= MIN_SLEEP_MS ? ms : 0;
   }
 
   /** Records how long work of this kind took from submit to done (as seen by the host). */
   observe(kind: number, ms: number): void {
-    this.observedMs.set(kind, ms);
+    const last = this.observedMs.get(kind);
+    this.observedMs.set(kind, [ms, last ? last[0] : Infinity]);
   }
 }
 
