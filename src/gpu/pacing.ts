@@ -14,14 +14,15 @@ export class SubmitPacer {
   /** How long to sleep after submitting work of this kind before asking whether it is done, ms. */
   sleepMs(kind: number): number {
     const last = this.observedMs.get(kind);
-    const ms = last ? Math.min(last[0], last[1]) * SLEEP_SHARE : 0;
+    if (!last || !Number.isFinite(last[1])) return 0; // seen once at most: maybe a first step that compiled
+    const ms = Math.min(last[0], last[1]) * SLEEP_SHARE;
     return ms >= MIN_SLEEP_MS ? ms : 0;
   }
 
   /** Records how long work of this kind took from submit to done (as seen by the host). */
   observe(kind: number, ms: number): void {
     const last = this.observedMs.get(kind);
-    this.observedMs.set(kind, [ms, last ? last[0] : Infinity]);
+    this.observedMs.set(kind, [ms, last ? last[0] : NaN]);
   }
 }
 
