@@ -209,8 +209,11 @@ const TILE_SHAPES: TileShape[] = [
 /** Every tile the subgroup kernel can run (the autotuner's candidates; the tests run each). */
 export function subgroupTiles(): SubgroupTile[] {
   const tiles: SubgroupTile[] = [];
-  for (const swap of [false, true]) {
-    for (const t of TILE_SHAPES) tiles.push({ lanes: 64, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true });
+  // 32 lanes for narrow outputs (a weight gradient's 32 input channels); 64 fill a subgroup of 64 on GPUs.
+  for (const lanes of [64, 32] as const) {
+    for (const swap of [false, true]) {
+      for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true });
+    }
   }
   return tiles;
 }
