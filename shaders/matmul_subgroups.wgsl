@@ -7,7 +7,9 @@
 // invocation then does 8 * ROW_GROUPS * COLS multiply-adds for ROW_GROUPS + COLS loads. Any subgroup size
 // that is at least 8 works (the host checks subgroupMinSize); larger subgroups just repeat lanes 0..7's loads.
 // No shared memory and no barriers (barriers are expensive on the software adapter; the broadcast is a register
-// shuffle everywhere).
+// shuffle everywhere). On lavapipe every storage load whose address is not a constant is a per-lane scalar load
+// with a bounds check (~9 instructions a lane), so the tile sizes trade those loads against accumulators: the host
+// (src/ops/matmul.ts) lists the tiles, and the autotuner picks one per adapter and shape.
 enable subgroups;
 
 struct Gemm {

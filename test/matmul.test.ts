@@ -161,7 +161,7 @@ describe('gemm against the float64 reference (tolerance: rel 1e-5; 5e-5 for k > 
   it('subgroup: every tile the autotuner can pick (folded batch, batch grid, both orientations, tile edges)', async () => {
     if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);
     const tiles = subgroupTiles();
-    expect(tiles.length).toBe(24);
+    expect(tiles.length).toBe(48);
     for (const tile of tiles) {
       // A shared by the batch (the pointwise-conv forward and input gradient): the batch folds into the columns;
       // 49 pixels per image, so folded columns cross image boundaries inside a workgroup. k = 13 leaves a partial

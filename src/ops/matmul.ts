@@ -27,8 +27,10 @@ export interface GemmArgs {
 
 /**
  * The GEMM kernels (shaders/matmul.wgsl and, on devices with subgroups, shaders/matmul_subgroups.wgsl):
- * - 'subgroup': the fast kernel; a row of invocations shares up to 32 output rows whose A values are loaded once per
- *   8 rows and handed around with subgroupBroadcast. Needs the 'subgroups' feature and subgroups of 8 or more.
+ * - 'subgroup': the fast kernel; a row of invocations shares up to 64 output rows whose A values are loaded once per
+ *   8 rows and handed around with subgroupBroadcast. Needs the 'subgroups' feature and subgroups of 8 or more. Its
+ *   tile (subgroupTiles()) is the autotuner's measured choice per adapter and shape (src/gpu/autotune.ts), else
+ *   the fixed default of tileCost.
  * - 'tiled': an 8x8 register block per invocation, for devices without subgroups.
  * - 'naive': one invocation per output (the reference the others are measured against).
  * - 'plain': the subgroup kernel built for contiguous row-major A [m, k] and B [k, n] with compile-time strides
@@ -206,6 +208,16 @@ const TILE_SHAPES: TileShape[] = [
   { rowGroups: 2, cols: 4 }, { rowGroups: 4, cols: 1 }, { rowGroups: 2, cols: 2 },
 ];
 
+/**
+ * The register blocks of the step-by-step build (one step of k per iteration, no folding): smaller blocks, fewer
+ * accumulators; on lavapipe they beat the unrolled tiles at some shapes (per-image weight gradients with short k,
+ * 8x8 images), lose at others. Only the autotuner picks them.
+ */
+const STEPWISE_SHAPES: TileShape[] = [
+  { rowGroups: 4, cols: 2 }, { rowGroups: 2, cols: 2 }, { rowGroups: 1, cols: 2 },
+  { rowGroups: 4, cols: 1 }, { rowGroups: 2, cols: 1 }, { rowGroups: 1, cols: 1 },
+];
+
 /** Every tile the subgroup kernel can run (the autotuner's candidates; the tests run each). */
 export function subgroupTiles(): SubgroupTile[] {
   const tiles: SubgroupTile[] = [];
@@ -213,6 +225,7 @@ export function subgroupTiles(): SubgroupTile[] {
   for (const lanes of [64, 32] as const) {
     for (const swap of [false, true]) {
       for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true });
+      for (const t of STEPWISE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 1, swap, fold: false });
     }
   }
   return tiles;
@@ -248,7 +261,9 @@ function defaultTile(g: GemmArgs, allowSwap: boolean, maxGrid: number): Subgroup
   let best: SubgroupTile | null = null;
   let bestCost = Infinity;
   for (const t of subgroupTiles()) {
-    if ((t.swap && !allowSwap) || !gridFits(g, t, maxGrid)) continue;
+    // The fixed default comes from the unrolled, folding tiles (the model does not see what makes the stepwise
+    // ones win where they do).
+    if (t.ku === 1 || (t.swap && !allowSwap) || !gridFits(g, t, maxGrid)) continue;
     const cost = tileCost(g, t);
     if (cost < bestCost) {
       bestCost = cost;
