@@ -289,17 +289,20 @@ function chooseTile(device: Device, g: GemmArgs, maxGrid: number): SubgroupTile 
 }
 
 /** Scratch operands of g's shape and strides, to time the candidates on (values do not change the time). */
-function tuneJob(g: GemmArgs, candidates: SubgroupTile[]): TuneJob {
+function tuneJob(problem: GemmArgs, candidates: SubgroupTile[]): TuneJob {
+  // Only the shape is kept (the job may wait a while): not the caller's operands.
+  const { a: _a, b: _b, out: _out, bias: biasArgs, ...shape } = problem;
+  const biasAlong = biasArgs?.along;
   const extent = (strides: [number, number, number], rows: number, cols: number) =>
-    (g.batch - 1) * strides[0] + (rows - 1) * strides[1] + (cols - 1) * strides[2] + 1;
+    (shape.batch - 1) * strides[0] + (rows - 1) * strides[1] + (cols - 1) * strides[2] + 1;
   return {
     candidates: candidates.map(tileName),
     setup(dev) {
-      const a = Tensor.zeros([extent(g.aStrides, g.m, g.k)], { device: dev });
-      const b = Tensor.zeros([extent(g.bStrides, g.k, g.n)], { device: dev });
-      const out = Tensor.zeros([g.batch * g.m * g.n], { device: dev });
-      const bias = g.bias ? Tensor.zeros([g.bias.along === 'm' ? g.m : g.n], { device: dev }) : null;
-      const args: GemmArgs = { ...g, a, b, out, bias: g.bias && bias ? { values: bias, along: g.bias.along } : undefined };
+      const a = Tensor.zeros([extent(shape.aStrides, shape.m, shape.k)], { device: dev });
+      const b = Tensor.zeros([extent(shape.bStrides, shape.k, shape.n)], { device: dev });
+      const out = Tensor.zeros([shape.batch * shape.m * shape.n], { device: dev });
+      const bias = biasAlong ? Tensor.zeros([biasAlong === 'm' ? shape.m : shape.n], { device: dev }) : null;
+      const args: GemmArgs = { ...shape, a, b, out, bias: bias && biasAlong ? { values: bias, along: biasAlong } : undefined };
       return {
         run: (name) => gemmWith(dev, args, 'subgroup', candidates.find((t) => tileName(t) === name)),
         dispose: () => [a, b, out, bias].forEach((t) => t?.dispose()),
