@@ -5,6 +5,7 @@
 //   npx tsx bench/autotune.ts [--workloads demo,hw13-64] [--rounds 5]
 import { Device, SHIPPED_TEACHER, noGrad, scope } from '../src/index.js';
 import { autotunePending, pendingTunes } from '../src/gpu/autotune.js';
+import { PROFILING_DAWN_FLAGS } from '../src/profile/profile.js';
 import { WORKLOADS, buildWorkload } from './workloads.js';
 
 const args = process.argv.slice(2);
@@ -17,7 +18,7 @@ const rounds = Number(option('rounds', '5'));
 const unknown = names.filter((n) => !WORKLOADS.some((w) => w.name === n));
 if (unknown.length > 0) throw new Error(`bench/autotune: unknown workload(s) ${unknown.join(', ')} (known: ${WORKLOADS.map((w) => w.name).join(', ')})`);
 
-const dev = await Device.open();
+const dev = await Device.open({ dawnFlags: PROFILING_DAWN_FLAGS }); // unquantized timestamps: small GEMMs take µs
 for (const spec of WORKLOADS.filter((w) => names.includes(w.name))) {
   const w = await buildWorkload(spec, SHIPPED_TEACHER.outputs);
   await scope(async () => {
