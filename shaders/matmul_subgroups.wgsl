@@ -7,7 +7,9 @@
 // invocation then does 8 * ROW_GROUPS * COLS multiply-adds for ROW_GROUPS + COLS loads. Any subgroup size
 // that is at least 8 works (the host checks subgroupMinSize); larger subgroups just repeat lanes 0..7's loads.
 // No shared memory and no barriers (barriers are expensive on the software adapter; the broadcast is a register
-// shuffle everywhere).
+// shuffle everywhere). On lavapipe every storage load whose address is not a constant is a per-lane scalar load
+// with a bounds check (~9 instructions a lane), so the tile sizes trade those loads against accumulators: the host
+// (src/ops/matmul.ts) lists the tiles, and the autotuner picks one per adapter and shape.
 enable subgroups;
 
 struct Gemm {
@@ -27,8 +29,14 @@ struct Gemm {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 override LANES: u32 = 64u;      // invocations per workgroup (32 or 64), all along n
-override ROW_GROUPS: u32 = 4u;  // output rows per workgroup = 8 * ROW_GROUPS (1, 2 or 4)
-override COLS: u32 = 2u;        // output columns per invocation (1 or 2)
+override ROW_GROUPS: u32 = 4u;  // output rows per workgroup = 8 * ROW_GROUPS (1, 2, 4 or 8)
+override COLS: u32 = 2u;        // output columns per invocation (1, 2 or 4)
+// Steps of k per loop iteration (1 or 4): the loop's own bookkeeping (and, on SIMD-over-invocations drivers, the
+// masking of every accumulator write) is paid once per KU steps. Steps past k multiply zeros.
+override KU: u32 = 1u;
+// The columns run over (batch, n) jointly, so a batch of short rows (a 7x7 image is 49 pixels) fills whole
+// workgroups. Only when A is shared by the batch (a_batch = 0): the A loads stay the same for every column.
+override FOLD: bool = false;
 // The "plain matmul" build of the same kernel: contiguous row-major A [m, k] and B [k, n] with compile-time strides
 // (the reference point that shows what the runtime strides cost).
 override PLAIN: bool = false;
@@ -44,45 +52,62 @@ fn store_result(batch: u32, row: u32, col: u32, dot: f32) {
 @compute @workgroup_size(LANES)
 fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(subgroup_invocation_id) lane: u32) {
-  let batch = wg.z;
   let a_row = select(p.a_row, p.k, PLAIN);
   let a_col = select(p.a_col, 1u, PLAIN);
   let b_row = select(p.b_row, p.n, PLAIN);
   let b_col = select(p.b_col, 1u, PLAIN);
   let row0 = wg.y * 8u * ROW_GROUPS;
-  let col0 = wg.x * COLS * LANES + lid.x;
-  let col1 = col0 + LANES;
+  let columns = select(p.n, p.batch * p.n, FOLD); // the column index space of this dispatch
   // Out-of-range rows and columns read a clamped (valid) address and are dropped at the store.
-  var a_at: array<u32, 4>;
+  var col_batch: array<u32, 4>;
+  var col_at: array<u32, 4>;
+  var b_at: array<u32, 4>;
+  for (var j = 0u; j < COLS; j++) {
+    let c = min(wg.x * COLS * LANES + j * LANES + lid.x, columns - 1u);
+    col_batch[j] = select(wg.z, c / p.n, FOLD);
+    col_at[j] = select(c, c % p.n, FOLD);
+    b_at[j] = col_batch[j] * p.b_batch + col_at[j] * b_col;
+  }
+  var a_at: array<u32, 8>;
   for (var g = 0u; g < ROW_GROUPS; g++) {
-    a_at[g] = batch * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * a_row;
+    a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * a_row; // a_batch = 0 when FOLD
   }
-  let b0_at = batch * p.b_batch + min(col0, p.n - 1u) * b_col;
-  let b1_at = batch * p.b_batch + min(col1, p.n - 1u) * b_col;
-  var acc: array<vec2<f32>, 32>; // [row in the workgroup's rows][column]
-  var ka = 0u;
-  var kb = 0u;
-  for (var kk = 0u; kk < p.k; kk++) {
-    var bv = vec2<f32>(b[b0_at + kb], 0.0);
-    if (COLS == 2u) { bv.y = b[b1_at + kb]; }
-    for (var g = 0u; g < ROW_GROUPS; g++) {
-      let av = a[a_at[g] + ka];
-      let r = g * 8u;
-      acc[r + 0u] = fma(vec2<f32>(subgroupBroadcast(av, 0u)), bv, acc[r + 0u]);
-      acc[r + 1u] = fma(vec2<f32>(subgroupBroadcast(av, 1u)), bv, acc[r + 1u]);
-      acc[r + 2u] = fma(vec2<f32>(subgroupBroadcast(av, 2u)), bv, acc[r + 2u]);
-      acc[r + 3u] = fma(vec2<f32>(subgroupBroadcast(av, 3u)), bv, acc[r + 3u]);
-      acc[r + 4u] = fma(vec2<f32>(subgroupBroadcast(av, 4u)), bv, acc[r + 4u]);
-      acc[r + 5u] = fma(vec2<f32>(subgroupBroadcast(av, 5u)), bv, acc[r + 5u]);
-      acc[r + 6u] = fma(vec2<f32>(subgroupBroadcast(av, 6u)), bv, acc[r + 6u]);
-      acc[r + 7u] = fma(vec2<f32>(subgroupBroadcast(av, 7u)), bv, acc[r + 7u]);
+  var acc: array<array<f32, 4>, 64>; // [row in the workgroup's rows][column]
+  for (var kk = 0u; kk < p.k; kk += KU) {
+    for (var u = 0u; u < KU; u++) {
+      let kv = min(kk + u, p.k - 1u);
+      let live = kk + u < p.k; // false only in the last iteration's padding steps (KU > 1)
+      var bv: array<f32, 4>;
+      for (var j = 0u; j < COLS; j++) { bv[j] = select(0.0, b[b_at[j] + kv * b_row], live); }
+      for (var g = 0u; g < ROW_GROUPS; g++) {
+        let av = select(0.0, a[a_at[g] + kv * a_col], live);
+        // subgroupBroadcast takes a constant lane: the 8 rows of the group spelled out.
+        let r = g * 8u;
+        let a0 = subgroupBroadcast(av, 0u);
+        let a1 = subgroupBroadcast(av, 1u);
+        let a2 = subgroupBroadcast(av, 2u);
+        let a3 = subgroupBroadcast(av, 3u);
+        let a4 = subgroupBroadcast(av, 4u);
+        let a5 = subgroupBroadcast(av, 5u);
+        let a6 = subgroupBroadcast(av, 6u);
+        let a7 = subgroupBroadcast(av, 7u);
+        for (var j = 0u; j < COLS; j++) {
+          acc[r + 0u][j] = fma(a0, bv[j], acc[r + 0u][j]);
+          acc[r + 1u][j] = fma(a1, bv[j], acc[r + 1u][j]);
+          acc[r + 2u][j] = fma(a2, bv[j], acc[r + 2u][j]);
+          acc[r + 3u][j] = fma(a3, bv[j], acc[r + 3u][j]);
+          acc[r + 4u][j] = fma(a4, bv[j], acc[r + 4u][j]);
+          acc[r + 5u][j] = fma(a5, bv[j], acc[r + 5u][j]);
+          acc[r + 6u][j] = fma(a6, bv[j], acc[r + 6u][j]);
+          acc[r + 7u][j] = fma(a7, bv[j], acc[r + 7u][j]);
+        }
+      }
     }
-    ka += a_col;
-    kb += b_row;
   }
-  for (var i = 0u; i < 8u * ROW_GROUPS; i++) {
-    let row = row0 + i;
-    if (row < p.m && col0 < p.n) { store_result(batch, row, col0, acc[i].x); }
-    if (COLS == 2u && row < p.m && col1 < p.n) { store_result(batch, row, col1, acc[i].y); }
+  for (var j = 0u; j < COLS; j++) {
+    if (wg.x * COLS * LANES + j * LANES + lid.x >= columns) { continue; }
+    for (var i = 0u; i < 8u * ROW_GROUPS; i++) {
+      if (row0 + i < p.m) { store_result(col_batch[j], row0 + i, col_at[j], acc[i][j]); }
+    }
   }
 }

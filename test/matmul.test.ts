@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { Tensor, gemm, gemmWith, hasSubgroupGemm, linear, matmul, rng, type GemmArgs, type GemmKernel } from '../src/index.js';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  Tensor, gemm, gemmWith, hasSubgroupGemm, linear, matmul, rng, subgroupTiles, tileName, type GemmArgs, type GemmKernel, type SubgroupTile,
+} from '../src/index.js';
+import { autotunePending, pendingTunes, resetAutotune } from '../src/gpu/autotune.js';
 import { checkOp, expectClose } from './helpers/check.js';
 import { useDevice } from './helpers/device.js';
 import * as ref from './reference/matmul.js';
@@ -39,7 +45,7 @@ function tolFor(reductionLength: number): number {
 }
 
 /** Runs one gemm case on `kernel` and checks it against the float64 reference. */
-async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k)): Promise<void> {
+async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k), tile?: SubgroupTile): Promise<void> {
   const { batch, m, n, k } = c;
   const pad = c.pad ?? 0;
   // Stored shapes and strides (element strides over (batch, row, column) of the logical operand).
@@ -68,7 +74,7 @@ async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k)
     accumulate: c.accumulate,
   };
   if (kernel === 'auto') gemm(device(), args);
-  else gemmWith(device(), args, kernel);
+  else gemmWith(device(), args, kernel, tile);
   const got = await out.toArray();
   const want = ref.gemm(aData, bData, {
     batch, m, n, k, aStrides, bStrides,
@@ -76,7 +82,7 @@ async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k)
     bias: biasData && c.bias ? { values: biasData, along: c.bias } : undefined,
     accumulateInto: prior ?? undefined,
   });
-  expectClose(got, want, tol, `${kernel} gemm ${JSON.stringify(c)}`);
+  expectClose(got, want, tol, `${kernel}${tile ? ` (${tileName(tile)})` : ''} gemm ${JSON.stringify(c)}`);
   for (const t of [a, b, out, bias]) t?.dispose();
 }
 
@@ -150,6 +156,60 @@ describe('gemm against the float64 reference (tolerance: rel 1e-5; 5e-5 for k > 
     }
     const t = Tensor.zeros([16]);
     expect(() => gemmWith(device(), { a: t, b: t, out: Tensor.zeros([16]), batch: 1, m: 4, n: 4, k: 4, aStrides: [0, 1, 4], bStrides: [0, 4, 1] }, 'plain')).toThrow(/plain/);
+  });
+
+  it('subgroup: every tile the autotuner can pick (folded batch, batch grid, both orientations, tile edges)', async () => {
+    if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);
+    const tiles = subgroupTiles();
+    expect(tiles.length).toBe(48);
+    for (const tile of tiles) {
+      // A shared by the batch (the pointwise-conv forward and input gradient): the batch folds into the columns;
+      // 49 pixels per image, so folded columns cross image boundaries inside a workgroup. k = 13 leaves a partial
+      // unrolled step (ku = 4).
+      await checkGemm('subgroup', { batch: 3, m: 37, n: 49, k: 13, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' }, 1e-5, tile);
+      await checkGemm('subgroup', { batch: 2, m: 19, n: 70, k: 6, aLayout: 'transposed', bLayout: 'rows', shared: 'a', accumulate: true, alpha: -0.5 }, 1e-5, tile);
+      // B shared: folds only when swapped (Bᵀ plays A). Neither shared (the per-image weight gradient): batch grid.
+      await checkGemm('subgroup', { batch: 2, m: 45, n: 21, k: 9, aLayout: 'rows', bLayout: 'transposed', shared: 'b', bias: 'n' }, 1e-5, tile);
+      await checkGemm('subgroup', { batch: 2, m: 33, n: 17, k: 50, aLayout: 'rows', bLayout: 'transposed', shared: 'none', bias: 'n', pad: 1 }, 1e-5, tile);
+    }
+  });
+
+  it('autotuner: a GEMM shape waits, is timed, cached on disk, and then picked; WGKD_AUTOTUNE=off uses the default', async () => {
+    if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);
+    const dir = mkdtempSync(join(tmpdir(), 'wgkd-autotune-'));
+    const saved = { dir: process.env.WGKD_AUTOTUNE_DIR, mode: process.env.WGKD_AUTOTUNE };
+    process.env.WGKD_AUTOTUNE_DIR = dir;
+    delete process.env.WGKD_AUTOTUNE;
+    resetAutotune(device());
+    try {
+      const c: Case = { batch: 4, m: 40, n: 49, k: 24, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' };
+      await checkGemm('auto', c); // the fixed default, and the shape now waits
+      expect(pendingTunes(device())).toBe(1);
+      expect(await autotunePending(device(), { rounds: 2 })).toBe(1);
+      expect(pendingTunes(device())).toBe(0);
+      const files = readdirSync(dir);
+      expect(files.length).toBe(1);
+      const cached = JSON.parse(readFileSync(join(dir, files[0]), 'utf8'));
+      const [entry] = Object.values(cached.choices) as { choice: string; us: Record<string, number> }[];
+      expect(subgroupTiles().map(tileName)).toContain(entry.choice);
+      expect(Object.keys(entry.us).length).toBeGreaterThan(1);
+      for (const us of Object.values(entry.us)) expect(us).toBeGreaterThan(0);
+      // A fresh table reads the file back: the shape is answered, nothing waits.
+      resetAutotune(device());
+      await checkGemm('auto', c);
+      expect(pendingTunes(device())).toBe(0);
+      process.env.WGKD_AUTOTUNE = 'off';
+      await checkGemm('auto', { ...c, n: 50 });
+      expect(pendingTunes(device())).toBe(0);
+      expect(await autotunePending(device())).toBe(0);
+    } finally {
+      for (const [key, value] of [['WGKD_AUTOTUNE_DIR', saved.dir], ['WGKD_AUTOTUNE', saved.mode]] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      resetAutotune(device());
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the automatic choice (including the transposed problem for tall, narrow outputs)', async () => {

@@ -4,6 +4,7 @@ import type { BufferLike, Device } from '../gpu/device.js';
 import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { sum } from './reduce.js';
+import { tunedChoice, type TuneJob } from '../gpu/autotune.js';
 
 export interface GemmArgs {
   a: BufferLike;
@@ -26,8 +27,10 @@ export interface GemmArgs {
 
 /**
  * The GEMM kernels (shaders/matmul.wgsl and, on devices with subgroups, shaders/matmul_subgroups.wgsl):
- * - 'subgroup': the fast kernel; a row of invocations shares up to 32 output rows whose A values are loaded once per
- *   8 rows and handed around with subgroupBroadcast. Needs the 'subgroups' feature and subgroups of 8 or more.
+ * - 'subgroup': the fast kernel; a row of invocations shares up to 64 output rows whose A values are loaded once per
+ *   8 rows and handed around with subgroupBroadcast. Needs the 'subgroups' feature and subgroups of 8 or more. Its
+ *   tile (subgroupTiles()) is the autotuner's measured choice per adapter and shape (src/gpu/autotune.ts), else
+ *   the fixed default of tileCost.
  * - 'tiled': an 8x8 register block per invocation, for devices without subgroups.
  * - 'naive': one invocation per output (the reference the others are measured against).
  * - 'plain': the subgroup kernel built for contiguous row-major A [m, k] and B [k, n] with compile-time strides
@@ -54,7 +57,7 @@ export function gemm(device: Device, g: GemmArgs): void {
 }
 
 /** gemm() with an explicit kernel (tests and benchmarks; 'plain' needs contiguous row-major A and B). */
-export function gemmWith(device: Device, g: GemmArgs, kernel: GemmKernel): void {
+export function gemmWith(device: Device, g: GemmArgs, kernel: GemmKernel, tile?: SubgroupTile): void {
   if (g.batch * g.m * g.n === 0) return;
   if (g.k === 0) {
     // Nothing to multiply (and A, B may be empty buffers that cannot be bound): out = bias (+ out).
@@ -64,7 +67,7 @@ export function gemmWith(device: Device, g: GemmArgs, kernel: GemmKernel): void 
     return;
   }
   if (kernel === 'plain' && !isPlain(g)) throw new Error("gemm: the 'plain' kernel needs contiguous row-major A and B");
-  for (const part of batchChunks(device, g)) dispatchGemm(device, part, kernel);
+  for (const part of batchChunks(device, g)) dispatchGemm(device, part, kernel, tile);
 }
 
 /**
@@ -118,7 +121,7 @@ export function gemmFlops(g: Pick<GemmArgs, 'batch' | 'm' | 'n' | 'k'>): number 
   return 2 * g.batch * g.m * g.n * g.k;
 }
 
-function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel): void {
+function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel, explicitTile?: SubgroupTile): void {
   const cost = { flops: gemmFlops(g) };
   const bindings = { a: g.a, b: g.b, bias: g.bias?.values ?? g.a, out: g.out };
   const base = {
@@ -136,14 +139,21 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel): void {
     });
     return;
   }
-  const tile = subgroupTile(g.m, g.n, kernel !== 'plain', device.device.limits.maxComputeWorkgroupsPerDimension);
-  const rows = tile.swap ? g.n : g.m;
-  const cols = tile.swap ? g.m : g.n;
+  const maxGrid = device.device.limits.maxComputeWorkgroupsPerDimension;
+  const tile = explicitTile ?? (kernel === 'plain' ? defaultTile(g, false, maxGrid) : chooseTile(device, g, maxGrid));
+  const params = { ...base, ...problemParams(g, tile.swap) };
+  const fold = tile.fold && canFold(g, tile.swap);
+  const columns = fold ? g.batch * params.n : params.n;
+  const grid: [number, number, number] = [Math.ceil(columns / (tile.lanes * tile.cols)), Math.ceil(params.m / (8 * tile.rowGroups)), fold ? 1 : g.batch];
+  if (grid[0] > maxGrid || grid[1] > maxGrid) throw new Error(`gemm: tile ${JSON.stringify(tile)} needs a ${grid.join('x')} grid (limit ${maxGrid})`);
   device.dispatch('matmul_subgroups', 'gemm_sg', {
     bindings: tile.swap ? { ...bindings, a: g.b, b: g.a } : bindings,
-    params: { ...base, ...problemParams(g, tile.swap) },
-    workgroups: [Math.ceil(cols / (tile.lanes * tile.cols)), Math.ceil(rows / (8 * tile.rowGroups)), g.batch],
-    constants: { LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols, ...(kernel === 'plain' ? { PLAIN: 1 } : {}) },
+    params,
+    workgroups: grid,
+    constants: {
+      LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols, KU: tile.ku, FOLD: fold ? 1 : 0,
+      ...(kernel === 'plain' ? { PLAIN: 1 } : {}),
+    },
     cost,
   });
 }
@@ -170,17 +180,60 @@ function problemParams(g: GemmArgs, swap: boolean) {
   return { m: g.n, n: g.m, a_batch, a_row, a_col, b_batch, b_row, b_col, o_row: 1, o_col: g.n, bias_mode: biasMode };
 }
 
-interface SubgroupTile {
+/** A variant of the subgroup kernel (shaders/matmul_subgroups.wgsl). */
+export interface SubgroupTile {
   lanes: 32 | 64; // invocations per workgroup, along the output columns
-  rowGroups: 1 | 2 | 4; // 8 output rows each
-  cols: 1 | 2; // output columns per invocation
+  rowGroups: 1 | 2 | 4 | 8; // 8 output rows each
+  cols: 1 | 2 | 4; // output columns per invocation
+  ku: 1 | 4; // steps of k per loop iteration
   swap: boolean; // run the transposed problem
+  /** Fold the batch into the columns (taken only where A, after the swap, is shared by the batch). */
+  fold: boolean;
 }
 
-const SUBGROUP_TILES: Omit<SubgroupTile, 'swap'>[] = [];
-// Largest first: on equal cost the bigger tile wins (fewer workgroups, more reuse).
-for (const lanes of [64, 32] as const) {
-  for (const rowGroups of [4, 2, 1] as const) for (const cols of [2, 1] as const) SUBGROUP_TILES.push({ lanes, rowGroups, cols });
+/** Whether the batch can fold into the columns: more than one batch and the kernel's A (after the swap) shared. */
+export function canFold(g: Pick<GemmArgs, 'batch' | 'aStrides' | 'bStrides'>, swap: boolean): boolean {
+  return g.batch > 1 && (swap ? g.bStrides[0] : g.aStrides[0]) === 0;
+}
+
+type TileShape = Pick<SubgroupTile, 'rowGroups' | 'cols'>;
+
+/**
+ * The register blocks the kernel is built for (rows = 8 * rowGroups, columns per invocation), largest first: on
+ * equal cost the bigger block wins. Up to 128 accumulators per invocation: past that, on lavapipe, the unrolled
+ * body no longer fits and the accumulators spill to memory (rg8 c4: ~4x the instructions of rg4 c4).
+ */
+const TILE_SHAPES: TileShape[] = [
+  { rowGroups: 8, cols: 2 }, { rowGroups: 4, cols: 4 }, { rowGroups: 4, cols: 2 },
+  { rowGroups: 2, cols: 4 }, { rowGroups: 4, cols: 1 }, { rowGroups: 2, cols: 2 },
+];
+
+/**
+ * The register blocks of the step-by-step build (one step of k per iteration, no folding): smaller blocks, fewer
+ * accumulators; on lavapipe they beat the unrolled tiles at some shapes (per-image weight gradients with short k,
+ * 8x8 images), lose at others. Only the autotuner picks them.
+ */
+const STEPWISE_SHAPES: TileShape[] = [
+  { rowGroups: 4, cols: 2 }, { rowGroups: 2, cols: 2 }, { rowGroups: 1, cols: 2 },
+  { rowGroups: 4, cols: 1 }, { rowGroups: 2, cols: 1 }, { rowGroups: 1, cols: 1 },
+];
+
+/** Every tile the subgroup kernel can run (the autotuner's candidates; the tests run each). */
+export function subgroupTiles(): SubgroupTile[] {
+  const tiles: SubgroupTile[] = [];
+  // 32 lanes first: on equal modelled cost the fixed default takes them (more, smaller workgroups: the autotuner
+  // picked 32 lanes for 27 of the 33 demo and hw13-64 shapes on lavapipe); 64 fill a subgroup of 64 on GPUs.
+  for (const lanes of [32, 64] as const) {
+    for (const swap of [false, true]) {
+      for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true });
+      for (const t of STEPWISE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 1, swap, fold: false });
+    }
+  }
+  return tiles;
+}
+
+export function tileName(t: SubgroupTile): string {
+  return `l${t.lanes} rg${t.rowGroups} c${t.cols} ku${t.ku}${t.swap ? ' swap' : ''}${t.fold ? ' fold' : ''}`;
 }
 
 /**
@@ -188,30 +241,75 @@ for (const lanes of [64, 32] as const) {
  * (per step of k an invocation loads rowGroups values of A and cols values of B for 8 * rowGroups * cols
  * multiply-adds). Loads dominate the cost on every device measured, so this ranks tiles well enough.
  */
-function tileCost(rows: number, cols: number, t: Omit<SubgroupTile, 'swap'>): number {
+function tileCost(g: GemmArgs, t: SubgroupTile): number {
+  const p = problemParams(g, t.swap);
+  const columns = t.fold && canFold(g, t.swap) ? g.batch * p.n : p.n;
+  const slices = t.fold && canFold(g, t.swap) ? 1 : g.batch;
   const tileRows = 8 * t.rowGroups;
   const tileCols = t.lanes * t.cols;
-  const padded = Math.ceil(rows / tileRows) * tileRows * Math.ceil(cols / tileCols) * tileCols;
+  const padded = slices * Math.ceil(p.m / tileRows) * tileRows * Math.ceil(columns / tileCols) * tileCols;
   return (padded * (t.rowGroups + t.cols)) / (tileRows * t.cols);
 }
 
-/** The cheapest tile (and orientation, when allowed) whose grid fits the device's per-dimension limit. */
-function subgroupTile(m: number, n: number, allowSwap: boolean, maxGrid: number): SubgroupTile {
+function gridFits(g: GemmArgs, t: SubgroupTile, maxGrid: number): boolean {
+  const p = problemParams(g, t.swap);
+  const columns = t.fold && canFold(g, t.swap) ? g.batch * p.n : p.n;
+  return Math.ceil(columns / (t.lanes * t.cols)) <= maxGrid && Math.ceil(p.m / (8 * t.rowGroups)) <= maxGrid && g.batch <= maxGrid;
+}
+
+/** The fixed default: the cheapest tile by tileCost whose grid fits (orientation too, when allowed). */
+function defaultTile(g: GemmArgs, allowSwap: boolean, maxGrid: number): SubgroupTile {
   let best: SubgroupTile | null = null;
   let bestCost = Infinity;
-  for (const swap of allowSwap ? [false, true] : [false]) {
-    const [rows, cols] = swap ? [n, m] : [m, n];
-    for (const t of SUBGROUP_TILES) {
-      if (Math.ceil(rows / (8 * t.rowGroups)) > maxGrid || Math.ceil(cols / (t.lanes * t.cols)) > maxGrid) continue;
-      const cost = tileCost(rows, cols, t);
-      if (cost < bestCost) {
-        bestCost = cost;
-        best = { ...t, swap };
-      }
+  for (const t of subgroupTiles()) {
+    // The fixed default comes from the unrolled, folding tiles (the model does not see what makes the stepwise
+    // ones win where they do).
+    if (t.ku === 1 || (t.swap && !allowSwap) || !gridFits(g, t, maxGrid)) continue;
+    const cost = tileCost(g, t);
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = t;
     }
   }
-  if (!best) throw new Error(`gemm: a [${m}x${n}] output needs more workgroups than the device's grid allows`);
+  if (!best) throw new Error(`gemm: a [${g.m}x${g.n}] output needs more workgroups than the device's grid allows`);
   return best;
+}
+
+/**
+ * The tile for this GEMM: the autotuner's measured choice for its shape on this adapter when there is one, else
+ * the fixed default (and the shape waits for autotunePending()). Candidates within 2x of the default's modelled
+ * cost are measured; the rest pad far too much to win.
+ */
+function chooseTile(device: Device, g: GemmArgs, maxGrid: number): SubgroupTile {
+  const fallback = defaultTile(g, true, maxGrid);
+  const limit = 2 * tileCost(g, fallback);
+  const candidates = subgroupTiles().filter((t) => gridFits(g, t, maxGrid) && tileCost(g, t) <= limit);
+  const shapeClass = `batch ${g.batch} m ${g.m} n ${g.n} k ${g.k} a [${g.aStrides}] b [${g.bStrides}]`;
+  const tuned = tunedChoice(device, 'gemm_sg', shapeClass, tuneJob(g, candidates));
+  return candidates.find((t) => tileName(t) === tuned) ?? fallback;
+}
+
+/** Scratch operands of g's shape and strides, to time the candidates on (values do not change the time). */
+function tuneJob(problem: GemmArgs, candidates: SubgroupTile[]): TuneJob {
+  // Only the shape is kept (the job may wait a while): not the caller's operands.
+  const { a: _a, b: _b, out: _out, bias: biasArgs, ...shape } = problem;
+  const biasAlong = biasArgs?.along;
+  const extent = (strides: [number, number, number], rows: number, cols: number) =>
+    (shape.batch - 1) * strides[0] + (rows - 1) * strides[1] + (cols - 1) * strides[2] + 1;
+  return {
+    candidates: candidates.map(tileName),
+    setup(dev) {
+      const a = Tensor.zeros([extent(shape.aStrides, shape.m, shape.k)], { device: dev });
+      const b = Tensor.zeros([extent(shape.bStrides, shape.k, shape.n)], { device: dev });
+      const out = Tensor.zeros([shape.batch * shape.m * shape.n], { device: dev });
+      const bias = biasAlong ? Tensor.zeros([biasAlong === 'm' ? shape.m : shape.n], { device: dev }) : null;
+      const args: GemmArgs = { ...shape, a, b, out, bias: bias && biasAlong ? { values: bias, along: biasAlong } : undefined };
+      return {
+        run: (name) => gemmWith(dev, args, 'subgroup', candidates.find((t) => tileName(t) === name)),
+        dispose: () => [a, b, out, bias].forEach((t) => t?.dispose()),
+      };
+    },
+  };
 }
 
 // ---- matmul ------------------------------------------------------------------------------------------------
