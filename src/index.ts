@@ -64,3 +64,4 @@ export * from './models/json-student.js';
 export * from './models/architecture.js';
 export * from './models/onnx-graph.js';
 export * from './io/onnx.js';
+export { autotunePending, autotuneEnabled, pendingTunes } from './gpu/autotune.js';
