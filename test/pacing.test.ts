@@ -2,14 +2,16 @@
 import { describe, expect, it } from 'vitest';
 import { SubmitPacer } from '../src/gpu/pacing.js';
 
-describe('SubmitPacer: sleep 85% of the shorter of the last two times a kind of submit took', () => {
-  it('sleeps only once a kind was seen twice, and then by the shorter time', () => {
+describe('SubmitPacer: sleep 85% of the last time a kind of submit took (the one before, when the last was an outlier)', () => {
+  it('sleeps only once a kind was seen twice, and then by the last time', () => {
     const pacer = new SubmitPacer();
     expect(pacer.sleepMs(169)).toBe(0);
     pacer.observe(169, 600);
     expect(pacer.sleepMs(169)).toBe(0); // one observation: the first step, which may have compiled every pipeline
     pacer.observe(169, 500);
     expect(pacer.sleepMs(169)).toBeCloseTo(425);
+    pacer.observe(169, 550);
+    expect(pacer.sleepMs(169)).toBeCloseTo(467.5);
     expect(pacer.sleepMs(12)).toBe(0); // kinds are separate
   });
   it('one slow submit (a cold first step) does not make the next one sleep long', () => {

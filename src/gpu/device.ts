@@ -82,7 +82,7 @@ export class Device {
   private pass: GPUComputePassEncoder | null = null;
   private submitted = 0; // serial of the last submit
   private completed = 0; // serial of the last submit known complete
-  private dispatchesRecorded = 0; // in the open encoder: the kind of submit it will be, for the pacer
+  private submitKind = 0; // what the open encoder holds (its pipelines and grids, hashed): for the pacer
   private readonly pacer = new SubmitPacer();
   private lastSubmitDoneAfter = 0; // performance.now() before which the last submit is not expected to be done
   private lostMessage: string | null = null;
@@ -197,7 +197,7 @@ export class Device {
 
   dispatch(shader: string, entry: string, args: DispatchArgs): void {
     this.checkAlive();
-    const { pipeline, layouts, info } = this.shaders.pipeline(shader, entry, args.constants);
+    const { pipeline, layouts, info, id } = this.shaders.pipeline(shader, entry, args.constants);
     const where = `${info.file}:${entry}`;
     for (const name of Object.keys(args.bindings)) {
       if (!info.bindings.some((b) => b.name === name && b.kind === 'storage')) {
@@ -237,7 +237,8 @@ export class Device {
     });
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
-    this.dispatchesRecorded++;
+    // Submits running the same kernels on the same grids (a training step's) are one kind to the pacer.
+    this.submitKind = (Math.imul(this.submitKind, 31) + Math.imul(id + 1, 0x9e3779b1) + x * y * z) >>> 0;
     if (this.profiler) {
       this.endPass();
       if (this.profiler.timing === 'wall-clock') this.flush(); // each dispatch its own submit, timed by the host
@@ -265,8 +266,8 @@ export class Device {
     this.profiler?.submitted(this.queue, timestamps);
     const serial = ++this.submitted;
     // Ask Dawn about completion only once the work could be done (see pacing.ts): no polling meanwhile.
-    const kind = this.dispatchesRecorded;
-    this.dispatchesRecorded = 0;
+    const kind = this.submitKind;
+    this.submitKind = 0;
     const submittedAt = performance.now();
     const sleepMs = this.profiler?.timing === 'wall-clock' ? 0 : this.pacer.sleepMs(kind);
     this.lastSubmitDoneAfter = submittedAt + sleepMs;
