@@ -264,8 +264,12 @@ export class Device {
     this.queue.submit([commands]);
     this.counters.submits++;
     this.profiler?.submitted(this.queue, timestamps);
-    const serial = ++this.submitted;
-    // Ask Dawn about completion only once the work could be done (see pacing.ts): no polling meanwhile.
+    this.watchCompletion(++this.submitted);
+  }
+
+  /** Learns when submit `serial` is done (buffers it used become reusable), asking Dawn only once the work could
+   * be done (see pacing.ts): no polling meanwhile. */
+  private watchCompletion(serial: number): void {
     const kind = this.submitKind;
     this.submitKind = 0;
     const submittedAt = performance.now();
