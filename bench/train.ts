@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Device, PROFILING_DAWN_FLAGS, SHIPPED_TEACHER, formatReport, instrumentModules, noGrad, profile, scope } from '../src/index.js';
 import { parseFlags } from '../src/cli/args.js';
-import { roofline } from '../src/profile/roofline.js';
+import { median, roofline } from '../src/profile/roofline.js';
 import { mainThreadCpuMs } from '../src/gpu/profiler.js';
 import { WORKLOADS, buildWorkload, type Workload, type WorkloadSpec } from './workloads.js';
 
@@ -22,10 +22,6 @@ const WARMUP = 3;
 const python = String(flags.python ?? '/usr/bin/python3');
 const TORCH_SCRIPT = fileURLToPath(new URL('./torch/train_step.py', import.meta.url));
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 interface Result {
   workload: string;

@@ -6,7 +6,6 @@
 // WGKD_AUTOTUNE=off: no lookups, no measurements; every op uses its fixed default.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { defaultCacheDir } from '../data/cache.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
@@ -37,13 +36,6 @@ export function autotuneEnabled(): boolean {
   return process.env.WGKD_AUTOTUNE !== 'off';
 }
 
-/** The cache key: adapter name, vendor, architecture, device (the driver and its version) and the host CPU. */
-export function autotuneKey(dev: Device): string {
-  const s = dev.summary;
-  const cpu = cpus();
-  return `${s.description} | ${s.vendor} | ${s.architecture} | ${s.device} | ${s.backend} | ${cpu[0]?.model ?? '?'} x${cpu.length}`;
-}
-
 /** The cache folder (tests point it elsewhere with WGKD_AUTOTUNE_DIR). */
 function cacheDir(): string {
   return process.env.WGKD_AUTOTUNE_DIR ?? join(defaultCacheDir(), 'autotune');
@@ -52,7 +44,7 @@ function cacheDir(): string {
 function tableOf(dev: Device): TuneTable {
   let table = tables.get(dev);
   if (table) return table;
-  const key = autotuneKey(dev);
+  const key = dev.cacheKey;
   const path = join(cacheDir(), `${createHash('sha256').update(key).digest('hex').slice(0, 16)}.json`);
   let file: TuneFile = { key, choices: {} };
   if (existsSync(path)) {

@@ -1,7 +1,7 @@
 // The GPU device: opens a Dawn adapter, records every dispatch into one open command encoder, and submits only at
 // sync points (a readback, flush(), sync()). Buffers come from a pool; small parameters go through a uniform ring.
 import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import { BufferPool, type PoolStats } from './pool.js';
@@ -333,6 +333,14 @@ export class Device {
     this.device.destroy();
     this.gpu = null;
     if (current === this) current = null;
+  }
+
+  /** What measurements cached on disk are keyed by (roofline, autotuning): the adapter's name, vendor,
+   * architecture and device (the driver and its version), the backend, and the host CPU (software adapters run on it). */
+  get cacheKey(): string {
+    const s = this.summary;
+    const cpu = cpus();
+    return `${s.description} | ${s.vendor} | ${s.architecture} | ${s.device} | ${s.backend} | ${cpu[0]?.model ?? '?'} x${cpu.length}`;
   }
 
   /** GPU buffers ever created for tensors and readbacks (steady-state training should add none). */

@@ -3,7 +3,6 @@
 // readback round trips. Cached per adapter (its name and driver) and host CPU, so profiles and benchmarks print %
 // of roofline without re-measuring. Kernel times come from GPU timestamps where the adapter has them.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Device } from '../gpu/device.js';
@@ -30,20 +29,13 @@ const FMA_WORKGROUPS = 1024; // 65,536 invocations: enough to fill any adapter's
 // Copies of several sizes: the best is the ceiling for kernels whose tensors stay in a cache, as a step's often do.
 const COPY_SIZES = [2 << 20, 8 << 20, 32 << 20];
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
 
-/** The cache key: adapter name, vendor, architecture, device (the driver and its version) and the host CPU. */
-export function rooflineKey(dev: Device): string {
-  const s = dev.summary;
-  const cpu = cpus();
-  return `${s.description} | ${s.vendor} | ${s.architecture} | ${s.device} | ${cpu[0]?.model ?? '?'} x${cpu.length}`;
-}
-
 function cachePath(dev: Device, cacheDir: string): string {
-  const hash = createHash('sha256').update(rooflineKey(dev)).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(dev.cacheKey).digest('hex').slice(0, 16);
   return join(cacheDir, 'roofline', `${hash}.json`);
 }
 
@@ -53,7 +45,7 @@ export async function roofline(dev: Device, options: { cacheDir?: string; remeas
   if (!options.remeasure && existsSync(path)) {
     try {
       const cached = JSON.parse(readFileSync(path, 'utf8')) as Roofline;
-      if (cached.driverKey === rooflineKey(dev) && cached.fmaF32Gflops > 0) return cached;
+      if (cached.driverKey === dev.cacheKey && cached.fmaF32Gflops > 0) return cached;
     } catch {
       // a torn or foreign file: measure again
     }
@@ -180,7 +172,7 @@ export async function measureRoofline(dev: Device, log: (line: string) => void =
   const o = await overheads(dev);
   return {
     adapter: dev.summary.description,
-    driverKey: rooflineKey(dev),
+    driverKey: dev.cacheKey,
     measuredAt: new Date().toISOString(),
     timing: dev.device.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock',
     fmaF32Gflops,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Device } from '../gpu/device.js';
 import { train, type TrainConfig } from '../train/trainer.js';
 import { instrumentModules, startProfile, type StepProfile } from './profile.js';
-import { roofline, type Roofline } from './roofline.js';
+import { median, roofline, type Roofline } from './roofline.js';
 import { formatReport, summarize } from './report.js';
 import { chromeTrace } from './trace.js';
 import { writeTimeline } from './timeline.js';
@@ -30,10 +30,6 @@ export interface ProfileResult {
   text: string;
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 export async function profileTraining(dev: Device, config: Partial<TrainConfig>, o: ProfileTrainingOptions): Promise<ProfileResult> {
   const log = o.log ?? (() => {});
