@@ -34,7 +34,7 @@ function argsFor(spec: string): GemmArgs {
 }
 
 const [spec, kernelText, repsText, goFile] = process.argv.slice(2);
-// A kernel name, or subgroup:TILE with TILE like rg4,c2,ku4,l64,swap,fold (a subgroup tile; unnamed parts default).
+// A kernel name, or subgroup:TILE with TILE like rg4,c2,ku4,l64,swap,fold,v4 (a subgroup tile; unnamed parts default).
 const [kernel, tileText] = kernelText.split(':') as [GemmKernel, string | undefined];
 let tile: SubgroupTile | undefined;
 if (tileText) {
@@ -42,7 +42,7 @@ if (tileText) {
   const num = (key: string, fallback: number) => Number(parts.find((t) => t.startsWith(key) && /\d/.test(t.slice(key.length)))?.slice(key.length) ?? fallback);
   tile = {
     rowGroups: num('rg', 4) as SubgroupTile['rowGroups'], cols: num('c', 2) as SubgroupTile['cols'], ku: num('ku', 1) as SubgroupTile['ku'],
-    lanes: num('l', 64) as SubgroupTile['lanes'], swap: parts.includes('swap'), fold: parts.includes('fold'),
+    lanes: num('l', 64) as SubgroupTile['lanes'], swap: parts.includes('swap'), fold: parts.includes('fold'), vec: parts.includes('v4'),
   };
 }
 const dev = await Device.open();

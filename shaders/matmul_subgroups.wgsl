@@ -41,12 +41,45 @@ override FOLD: bool = false;
 // (the reference point that shows what the runtime strides cost).
 override PLAIN: bool = false;
 
+// The epilogue's choices as pipeline constants (the uniform's bias_mode and accumulate are ignored here): on
+// SIMD-over-invocations drivers a uniform branch per output still costs its mask bookkeeping.
+override BIAS_MODE: u32 = 0u;
+override ACCUMULATE: bool = false;
+
 fn store_result(batch: u32, row: u32, col: u32, dot: f32) {
   var v = dot * p.alpha;
-  if (p.bias_mode == 1u) { v += bias[row]; } else if (p.bias_mode == 2u) { v += bias[col]; }
+  if (BIAS_MODE == 1u) { v += bias[row]; } else if (BIAS_MODE == 2u) { v += bias[col]; }
   let o = batch * p.m * p.n + row * p.o_row + col * p.o_col;
-  if (p.accumulate == 1u) { v += out[o]; }
+  if (ACCUMULATE) { v += out[o]; }
   out[o] = v;
+}
+
+// gemm_sg4's load modes (see the vec4 build below; gemm_sg runs with both off).
+override A_VEC: bool = false;
+override B_VEC: u32 = 0u;   // 0: scalar B loads, 1: vec4 along n, 2: vec4 along k
+
+// Column j of this invocation: adjacent columns when B is loaded along n, else interleaved with stride LANES.
+fn vec_column(wg: vec3<u32>, lid: u32, j: u32) -> u32 {
+  if (B_VEC == 1u) { return (wg.x * LANES + lid) * 4u + j; }
+  return wg.x * COLS * LANES + j * LANES + lid;
+}
+
+alias Accumulators = array<array<f32, 4>, 64>; // [row in the workgroup's rows][column]
+
+// Writes the invocation's block: columns past the end are dropped; rows are tested only in the last row of tiles.
+fn store_tile(wg: vec3<u32>, lid: u32, row0: u32, columns: u32, col_batch: array<u32, 4>, col_at: array<u32, 4>,
+              acc: ptr<function, Accumulators>) {
+  let full_rows = row0 + 8u * ROW_GROUPS <= p.m; // uniform over the workgroup
+  for (var j = 0u; j < COLS; j++) {
+    if (vec_column(wg, lid, j) >= columns) { continue; }
+    if (full_rows) {
+      for (var i = 0u; i < 8u * ROW_GROUPS; i++) { store_result(col_batch[j], row0 + i, col_at[j], (*acc)[i][j]); }
+    } else {
+      for (var i = 0u; i < 8u * ROW_GROUPS; i++) {
+        if (row0 + i < p.m) { store_result(col_batch[j], row0 + i, col_at[j], (*acc)[i][j]); }
+      }
+    }
+  }
 }
 
 @compute @workgroup_size(LANES)
@@ -72,7 +105,7 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
   for (var g = 0u; g < ROW_GROUPS; g++) {
     a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * a_row; // a_batch = 0 when FOLD
   }
-  var acc: array<array<f32, 4>, 64>; // [row in the workgroup's rows][column]
+  var acc: Accumulators;
   for (var kk = 0u; kk < p.k; kk += KU) {
     for (var u = 0u; u < KU; u++) {
       let kv = min(kk + u, p.k - 1u);
@@ -104,10 +137,86 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
       }
     }
   }
+  store_tile(wg, lid.x, row0, columns, col_batch, col_at, &acc);
+}
+
+// ---- the vec4 build ---------------------------------------------------------------------------------------------
+
+// The same tiles, k stepped by 4 (k % 4 == 0), for problems whose strides let the loads fetch whole vec4s: A along
+// k (A_VEC: a_col == 1, 16-byte-aligned rows), B along n (B_VEC == 1: b_col == 1, each invocation owns COLS == 4
+// adjacent columns) or along k (B_VEC == 2: b_row == 1). On lavapipe a vec4 load costs what a scalar load does, so
+// a step of 4 k costs ROW_GROUPS + 4 (or COLS) loads instead of 4 * (ROW_GROUPS + COLS); on GPUs the wider loads
+// are the usual vectorised access. a_vec4 and b_vec4 are a and b seen as vec4s (the host binds the same ranges).
+@group(0) @binding(5) var<storage, read> a_vec4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b_vec4: array<vec4<f32>>;
+
+@compute @workgroup_size(LANES)
+fn gemm_sg4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(subgroup_invocation_id) lane: u32) {
+  let row0 = wg.y * 8u * ROW_GROUPS;
+  let columns = select(p.n, p.batch * p.n, FOLD);
+  var col_batch: array<u32, 4>;
+  var col_at: array<u32, 4>;
+  var b_at: array<u32, 4>;
   for (var j = 0u; j < COLS; j++) {
-    if (wg.x * COLS * LANES + j * LANES + lid.x >= columns) { continue; }
-    for (var i = 0u; i < 8u * ROW_GROUPS; i++) {
-      if (row0 + i < p.m) { store_result(col_batch[j], row0 + i, col_at[j], acc[i][j]); }
+    // Along n the 4 columns stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
+    let c = select(min(vec_column(wg, lid.x, j), columns - 1u), min(vec_column(wg, lid.x, 0u), columns - 4u) + j, B_VEC == 1u);
+    col_batch[j] = select(wg.z, c / p.n, FOLD);
+    col_at[j] = select(c, c % p.n, FOLD);
+    b_at[j] = col_batch[j] * p.b_batch + col_at[j] * p.b_col;
+  }
+  var a_at: array<u32, 8>;
+  for (var g = 0u; g < ROW_GROUPS; g++) {
+    a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * p.a_row;
+  }
+  var acc: Accumulators;
+  for (var kk = 0u; kk < p.k; kk += 4u) {
+    var av: array<vec4<f32>, 8>;   // [group]: A at steps kk..kk+3 of this lane's row
+    for (var g = 0u; g < ROW_GROUPS; g++) {
+      if (A_VEC) {
+        av[g] = a_vec4[(a_at[g] + kk) / 4u];
+      } else {
+        let at = a_at[g] + kk * p.a_col;
+        av[g] = vec4<f32>(a[at], a[at + p.a_col], a[at + 2u * p.a_col], a[at + 3u * p.a_col]);
+      }
+    }
+    var bk: array<vec4<f32>, 4>;   // [column]: B at steps kk..kk+3 (B_VEC == 2)
+    if (B_VEC == 2u) {
+      for (var j = 0u; j < COLS; j++) { bk[j] = b_vec4[(b_at[j] + kk) / 4u]; }
+    }
+    for (var u = 0u; u < 4u; u++) {
+      var bv: array<f32, 4>;
+      if (B_VEC == 1u) {
+        let v = b_vec4[(b_at[0] + (kk + u) * p.b_row) / 4u];
+        bv = array<f32, 4>(v.x, v.y, v.z, v.w);
+      } else if (B_VEC == 2u) {
+        for (var j = 0u; j < COLS; j++) { bv[j] = bk[j][u]; }
+      } else {
+        for (var j = 0u; j < COLS; j++) { bv[j] = b[b_at[j] + (kk + u) * p.b_row]; }
+      }
+      for (var g = 0u; g < ROW_GROUPS; g++) {
+        let r = g * 8u;
+        let av_u = av[g][u];
+        let a0 = subgroupBroadcast(av_u, 0u);
+        let a1 = subgroupBroadcast(av_u, 1u);
+        let a2 = subgroupBroadcast(av_u, 2u);
+        let a3 = subgroupBroadcast(av_u, 3u);
+        let a4 = subgroupBroadcast(av_u, 4u);
+        let a5 = subgroupBroadcast(av_u, 5u);
+        let a6 = subgroupBroadcast(av_u, 6u);
+        let a7 = subgroupBroadcast(av_u, 7u);
+        for (var j = 0u; j < COLS; j++) {
+          acc[r + 0u][j] = fma(a0, bv[j], acc[r + 0u][j]);
+          acc[r + 1u][j] = fma(a1, bv[j], acc[r + 1u][j]);
+          acc[r + 2u][j] = fma(a2, bv[j], acc[r + 2u][j]);
+          acc[r + 3u][j] = fma(a3, bv[j], acc[r + 3u][j]);
+          acc[r + 4u][j] = fma(a4, bv[j], acc[r + 4u][j]);
+          acc[r + 5u][j] = fma(a5, bv[j], acc[r + 5u][j]);
+          acc[r + 6u][j] = fma(a6, bv[j], acc[r + 6u][j]);
+          acc[r + 7u][j] = fma(a7, bv[j], acc[r + 7u][j]);
+        }
+      }
     }
   }
+  store_tile(wg, lid.x, row0, columns, col_batch, col_at, &acc);
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import {
   Tensor, gemm, gemmWith, hasSubgroupGemm, linear, matmul, rng, subgroupTiles, tileName, type GemmArgs, type GemmKernel, type SubgroupTile,
 } from '../src/index.js';
+import { vecLoads } from '../src/ops/matmul.js';
 import { autotunePending, pendingTunes, resetAutotune } from '../src/gpu/autotune.js';
 import { checkOp, expectClose } from './helpers/check.js';
 import { useDevice } from './helpers/device.js';
@@ -44,19 +45,32 @@ function tolFor(reductionLength: number): number {
   return reductionLength > 100 ? 5e-5 : 1e-5;
 }
 
-/** Runs one gemm case on `kernel` and checks it against the float64 reference. */
-async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k), tile?: SubgroupTile): Promise<void> {
-  const { batch, m, n, k } = c;
+/** Stored shapes and strides of a case's operands (element strides over (batch, row, column) of the logical operand). */
+function storage(c: Case) {
+  const { m, n, k } = c;
   const pad = c.pad ?? 0;
-  // Stored shapes and strides (element strides over (batch, row, column) of the logical operand).
   const aRows = c.aLayout === 'rows' ? m : k;
   const aLead = (c.aLayout === 'rows' ? k : m) + pad;
-  const aBatches = c.shared === 'a' ? 1 : batch;
   const aStrides: [number, number, number] = [c.shared === 'a' ? 0 : aRows * aLead, c.aLayout === 'rows' ? aLead : 1, c.aLayout === 'rows' ? 1 : aLead];
   const bRows = c.bLayout === 'rows' ? k : n;
   const bLead = (c.bLayout === 'rows' ? n : k) + pad;
-  const bBatches = c.shared === 'b' ? 1 : batch;
   const bStrides: [number, number, number] = [c.shared === 'b' ? 0 : bRows * bLead, c.bLayout === 'rows' ? bLead : 1, c.bLayout === 'rows' ? 1 : bLead];
+  return { aRows, aLead, aStrides, bRows, bLead, bStrides };
+}
+
+/** The vec4 load modes a vec tile takes for a case (operands at offset 0, as checkGemm binds them). */
+function vecModeOf(c: Case, tile: SubgroupTile) {
+  const { aStrides, bStrides } = storage(c);
+  const whole = { buffer: null as unknown as GPUBuffer, byteOffset: 0, byteLength: 4 };
+  return vecLoads({ a: whole, b: whole, out: whole, batch: c.batch, m: c.m, n: c.n, k: c.k, aStrides, bStrides }, tile);
+}
+
+/** Runs one gemm case on `kernel` and checks it against the float64 reference. */
+async function checkGemm(kernel: GemmKernel | 'auto', c: Case, tol = tolFor(c.k), tile?: SubgroupTile): Promise<void> {
+  const { batch, m, n, k } = c;
+  const { aRows, aLead, aStrides, bRows, bLead, bStrides } = storage(c);
+  const aBatches = c.shared === 'a' ? 1 : batch;
+  const bBatches = c.shared === 'b' ? 1 : batch;
 
   const aData = randomData(Math.max(1, aBatches * aRows * aLead), 11 + m + 3 * k);
   const bData = randomData(Math.max(1, bBatches * bRows * bLead), 17 + n + 5 * k);
@@ -161,7 +175,7 @@ describe('gemm against the float64 reference (tolerance: rel 1e-5; 5e-5 for k > 
   it('subgroup: every tile the autotuner can pick (folded batch, batch grid, both orientations, tile edges)', async () => {
     if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);
     const tiles = subgroupTiles();
-    expect(tiles.length).toBe(48);
+    expect(tiles.length).toBe(72);
     for (const tile of tiles) {
       // A shared by the batch (the pointwise-conv forward and input gradient): the batch folds into the columns;
       // 49 pixels per image, so folded columns cross image boundaries inside a workgroup. k = 13 leaves a partial
@@ -172,7 +186,33 @@ describe('gemm against the float64 reference (tolerance: rel 1e-5; 5e-5 for k > 
       await checkGemm('subgroup', { batch: 2, m: 45, n: 21, k: 9, aLayout: 'rows', bLayout: 'transposed', shared: 'b', bias: 'n' }, 1e-5, tile);
       await checkGemm('subgroup', { batch: 2, m: 33, n: 17, k: 50, aLayout: 'rows', bLayout: 'transposed', shared: 'none', bias: 'n', pad: 1 }, 1e-5, tile);
     }
-  });
+  }, 400_000); // 72 tiles x 4 cases, each a pipeline compiled at its first dispatch
+
+  it('subgroup vec4 tiles: every load mode (A along k, B along n, B along k) at tile edges, and the scalar fallbacks', async () => {
+    if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);
+    const tiles = subgroupTiles().filter((t) => t.vec);
+    expect(tiles.length).toBe(24);
+    const modes = new Set<string>();
+    const run = async (c: Case, tile: SubgroupTile) => {
+      await checkGemm('subgroup', c, 1e-5, tile);
+      modes.add(JSON.stringify(vecModeOf(c, tile)));
+    };
+    for (const tile of tiles) {
+      // The pointwise-conv forward (A = W shared, rows; B = x rows, 28 pixels: the 4 adjacent columns of an
+      // invocation end inside the batch), its input gradient (A = Wᵀ: scalar A, B along n) and the per-image
+      // weight gradient (A = gy rows, B = xᵀ: along k); odd m and n leave partial tiles.
+      await run({ batch: 3, m: 37, n: 28, k: 12, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' }, tile);
+      await run({ batch: 2, m: 19, n: 36, k: 8, aLayout: 'transposed', bLayout: 'rows', shared: 'a', accumulate: true, alpha: -0.5 }, tile);
+      await run({ batch: 2, m: 33, n: 17, k: 20, aLayout: 'rows', bLayout: 'transposed', shared: 'none', bias: 'n' }, tile);
+      // Strides that break alignment (a row pad of 1; k not a multiple of 4): the scalar build runs instead.
+      await run({ batch: 2, m: 9, n: 12, k: 8, aLayout: 'rows', bLayout: 'rows', shared: 'none', pad: 1 }, tile);
+      await run({ batch: 1, m: 9, n: 12, k: 7, aLayout: 'rows', bLayout: 'rows', shared: 'none' }, tile);
+    }
+    // Every mode the vec tiles can take was exercised.
+    for (const mode of ['null', '{"a":true,"b":1}', '{"a":false,"b":1}', '{"a":true,"b":2}', '{"a":true,"b":0}', '{"a":false,"b":2}']) {
+      expect(modes, mode).toContain(mode);
+    }
+  }, 400_000);
 
   it('autotuner: a GEMM shape waits, is timed, cached on disk, and then picked; WGKD_AUTOTUNE=off uses the default', async () => {
     if (!hasSubgroupGemm(device())) return expect(hasSubgroupGemm(device())).toBe(false);

@@ -143,19 +143,41 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel, explicitT
   const tile = explicitTile ?? (kernel === 'plain' ? defaultTile(g, false, maxGrid) : chooseTile(device, g, maxGrid));
   const params = { ...base, ...problemParams(g, tile.swap) };
   const fold = tile.fold && canFold(g, tile.swap);
+  const vec = tile.vec ? vecLoads(g, tile) : null;
   const columns = fold ? g.batch * params.n : params.n;
   const grid: [number, number, number] = [Math.ceil(columns / (tile.lanes * tile.cols)), Math.ceil(params.m / (8 * tile.rowGroups)), fold ? 1 : g.batch];
   if (grid[0] > maxGrid || grid[1] > maxGrid) throw new Error(`gemm: tile ${JSON.stringify(tile)} needs a ${grid.join('x')} grid (limit ${maxGrid})`);
-  device.dispatch('matmul_subgroups', 'gemm_sg', {
-    bindings: tile.swap ? { ...bindings, a: g.b, b: g.a } : bindings,
+  const operands = tile.swap ? { ...bindings, a: g.b, b: g.a } : bindings;
+  device.dispatch('matmul_subgroups', vec ? 'gemm_sg4' : 'gemm_sg', {
+    bindings: vec ? { ...operands, a_vec4: operands.a, b_vec4: operands.b } : operands,
     params,
     workgroups: grid,
     constants: {
-      LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols, KU: tile.ku, FOLD: fold ? 1 : 0,
+      LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols, FOLD: fold ? 1 : 0,
+      BIAS_MODE: params.bias_mode, ACCUMULATE: base.accumulate,
+      ...(vec ? { A_VEC: vec.a ? 1 : 0, B_VEC: vec.b } : { KU: tile.ku }),
       ...(kernel === 'plain' ? { PLAIN: 1 } : {}),
     },
     cost,
   });
+}
+
+/**
+ * Which operands a vec tile can load as vec4s (gemm_sg4), on the problem as the kernel sees it (after the swap):
+ * A along k when its k stride is 1; B along n when its n stride is 1 and the tile owns 4 adjacent columns, else
+ * along k when its k stride is 1. Every other stride, the batch strides and the bound ranges must keep vec4s
+ * aligned, and k must be a multiple of 4. Null when neither applies (the tile then runs as gemm_sg, ku 4).
+ */
+export function vecLoads(g: GemmArgs, tile: Pick<SubgroupTile, 'swap' | 'cols'>): { a: boolean; b: 0 | 1 | 2 } | null {
+  const p = problemParams(g, tile.swap);
+  const [aBuf, bBuf] = tile.swap ? [g.b, g.a] : [g.a, g.b];
+  if (g.k % 4 !== 0) return null;
+  const aligned = (...v: number[]) => v.every((x) => x % 4 === 0);
+  const a = p.a_col === 1 && aligned(p.a_row, p.a_batch, aBuf.byteOffset / 4);
+  let b: 0 | 1 | 2 = 0;
+  if (p.b_col === 1 && tile.cols === 4 && aligned(p.n, p.b_row, p.b_batch, bBuf.byteOffset / 4)) b = 1;
+  else if (p.b_row === 1 && aligned(p.b_col, p.b_batch, bBuf.byteOffset / 4)) b = 2;
+  return a || b ? { a, b } : null;
 }
 
 function isPlain(g: GemmArgs): boolean {
@@ -189,6 +211,8 @@ export interface SubgroupTile {
   swap: boolean; // run the transposed problem
   /** Fold the batch into the columns (taken only where A, after the swap, is shared by the batch). */
   fold: boolean;
+  /** Load whole vec4s where the problem's strides allow (gemm_sg4; see vecLoads()). */
+  vec: boolean;
 }
 
 /** Whether the batch can fold into the columns: more than one batch and the kernel's A (after the swap) shared. */
@@ -225,15 +249,16 @@ export function subgroupTiles(): SubgroupTile[] {
   // picked 32 lanes for 27 of the 33 demo and hw13-64 shapes on lavapipe); 64 fill a subgroup of 64 on GPUs.
   for (const lanes of [32, 64] as const) {
     for (const swap of [false, true]) {
-      for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true });
-      for (const t of STEPWISE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 1, swap, fold: false });
+      for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true, vec: true });
+      for (const t of TILE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 4, swap, fold: true, vec: false });
+      for (const t of STEPWISE_SHAPES) tiles.push({ lanes, rowGroups: t.rowGroups, cols: t.cols, ku: 1, swap, fold: false, vec: false });
     }
   }
   return tiles;
 }
 
 export function tileName(t: SubgroupTile): string {
-  return `l${t.lanes} rg${t.rowGroups} c${t.cols} ku${t.ku}${t.swap ? ' swap' : ''}${t.fold ? ' fold' : ''}`;
+  return `l${t.lanes} rg${t.rowGroups} c${t.cols} ku${t.ku}${t.swap ? ' swap' : ''}${t.fold ? ' fold' : ''}${t.vec ? ' v4' : ''}`;
 }
 
 /**
@@ -248,7 +273,9 @@ function tileCost(g: GemmArgs, t: SubgroupTile): number {
   const tileRows = 8 * t.rowGroups;
   const tileCols = t.lanes * t.cols;
   const padded = slices * Math.ceil(p.m / tileRows) * tileRows * Math.ceil(columns / tileCols) * tileCols;
-  return (padded * (t.rowGroups + t.cols)) / (tileRows * t.cols);
+  const vec = t.vec ? vecLoads(g, t) : null; // a vec4 load fetches 4 steps of k (A, B along k) or 4 columns (B along n)
+  const loads = t.rowGroups / (vec?.a ? 4 : 1) + t.cols / (vec?.b ? 4 : 1);
+  return (padded * loads) / (tileRows * t.cols);
 }
 
 function gridFits(g: GemmArgs, t: SubgroupTile, maxGrid: number): boolean {
