@@ -200,32 +200,25 @@ fn pdist_clamp_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 
 // ---- RKD angle -----------------------------------------------------------------------------------------------
 
-// One workgroup per pair p = i * B + j: v = e_j - e_i, norms_out[p] = ||v||, out[p, :] = v / max(||v||, eps)
-// (so u = 0 when v = 0).
+// One invocation per pair p = i * B + j: v = e_j - e_i, norms_out[p] = ||v||, out[p, :] = v / max(||v||, eps)
+// (so u = 0 when v = 0). Lanes run over pairs, each walking its own D values: on SIMD-over-invocations drivers a
+// workgroup tree per pair (six barriers) cost more than the loads; a D of a few hundred is a short loop anywhere.
 @compute @workgroup_size(64)
-fn angle_unit_diffs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
-  let p = wid.x + wid.y * nwg.x;  // uniform across the workgroup
-  let in_range = p < pr.b * pr.b;
-  let i = p / pr.b;
-  let j = p % pr.b;
+fn angle_unit_diffs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let p = gid.x + gid.y * nwg.x * ROW_WG;
+  if (p >= pr.b * pr.b) { return; }
+  let ei = (p / pr.b) * pr.d;
+  let ej = (p % pr.b) * pr.d;
   var acc = 0.0;
-  if (in_range) {
-    for (var t = lid; t < pr.d; t += ROW_WG) {
-      let v = e[j * pr.d + t] - e[i * pr.d + t];
-      acc += v * v;
-    }
+  for (var t = 0u; t < pr.d; t++) {
+    let v = e[ej + t] - e[ei + t];
+    acc += v * v;
   }
-  partial[lid] = acc;
-  tree_sum(lid, ROW_WG);
-  if (in_range) {
-    let norm = sqrt(partial[0]);
-    let den = max(norm, pr.eps);
-    for (var t = lid; t < pr.d; t += ROW_WG) {
-      out[p * pr.d + t] = (e[j * pr.d + t] - e[i * pr.d + t]) / den;
-    }
-    if (lid == 0u) { norms_out[p] = norm; }
-  }
+  let norm = sqrt(acc);
+  let den = max(norm, pr.eps);
+  // A division, not a multiply by 1/den: at D = 1 that keeps u exactly +-1, so its exact-zero gradient stays 0.
+  for (var t = 0u; t < pr.d; t++) { out[p * pr.d + t] = (e[ej + t] - e[ei + t]) / den; }
+  norms_out[p] = norm;
 }
 
 // out[i, j, k] = grad[i, j, k] + grad[i, k, j]: an angle's gradient reaches u_ij from both of its slots.
@@ -241,29 +234,20 @@ fn angle_symmetrize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
   out[o] = grad[o] + grad[(i * n + k) * n + j];
 }
 
-// One workgroup per pair p: turns the gradient w.r.t. u_p into the gradient w.r.t. v_p = e_j - e_i, in place:
-// dv = (gu - u <u, gu>) / ||v||, and 0 where ||v|| < eps (the pair is degenerate: u is held at 0 there).
+// One invocation per pair p (as angle_unit_diffs): turns the gradient w.r.t. u_p into the gradient w.r.t.
+// v_p = e_j - e_i, in place: dv = (gu - u <u, gu>) / ||v||, and 0 where ||v|| < eps (the pair is degenerate: u is
+// held at 0 there).
 @compute @workgroup_size(64)
-fn angle_pair_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-  let p = wid.x + wid.y * nwg.x;
-  let in_range = p < pr.b * pr.b;
-  var acc = 0.0;
-  if (in_range) {
-    for (var t = lid; t < pr.d; t += ROW_WG) { acc += u[p * pr.d + t] * gu[p * pr.d + t]; }
-  }
-  partial[lid] = acc;
-  tree_sum(lid, ROW_WG);
-  if (in_range) {
-    let c = partial[0];
-    let norm = norms[p];
-    var inv = 0.0;
-    if (norm >= pr.eps) { inv = 1.0 / norm; }
-    for (var t = lid; t < pr.d; t += ROW_WG) {
-      let o = p * pr.d + t;
-      gu[o] = (gu[o] - u[o] * c) * inv;
-    }
-  }
+fn angle_pair_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let p = gid.x + gid.y * nwg.x * ROW_WG;
+  if (p >= pr.b * pr.b) { return; }
+  let base = p * pr.d;
+  var c = 0.0;
+  for (var t = 0u; t < pr.d; t++) { c += u[base + t] * gu[base + t]; }
+  let norm = norms[p];
+  var inv = 0.0;
+  if (norm >= pr.eps) { inv = 1.0 / norm; }
+  for (var t = 0u; t < pr.d; t++) { gu[base + t] = (gu[base + t] - u[base + t] * c) * inv; }
 }
 
 // out[m, t] = sum_i dv[i, m, t] - dv[m, i, t]: e_m enters v_im = e_m - e_i with + and v_mi = e_i - e_m with -.

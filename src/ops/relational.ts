@@ -11,6 +11,7 @@ import { gemm } from './matmul.js';
 
 const TILE = 16; // cdist kernels: 16x16 output tile per workgroup
 const WG = 256; // 1-D elementwise kernels
+const ROW_WG = 64; // kernels with one invocation per pair
 
 /**
  * Guard of the RKD structures. rkdDistance divides by max(mu, eps) (mu = 0 when every row is equal or B = 1:
@@ -154,7 +155,7 @@ export function rkdAngle(e: Tensor, options: { eps?: number } = {}): Tensor {
   dev.dispatch('relational', 'angle_unit_diffs', {
     bindings: { e, out: units, norms_out: norms },
     params: pairParams,
-    workgroups: batch * batch,
+    workgroups: Math.ceil((batch * batch) / ROW_WG),
   });
   const angle = Tensor.empty([batch, batch, batch], { device: dev });
   const perVertex = batch * features; // elements of U[i]
@@ -193,7 +194,7 @@ export function rkdAngle(e: Tensor, options: { eps?: number } = {}): Tensor {
     dev.dispatch('relational', 'angle_pair_backward', {
       bindings: { u: units, norms, gu: gradUnits },
       params: pairParams,
-      workgroups: batch * batch,
+      workgroups: Math.ceil((batch * batch) / ROW_WG),
     });
     const ge = Tensor.empty([batch, features], { device: dev });
     dev.dispatch('relational', 'angle_gather', {
