@@ -400,3 +400,265 @@ fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     out4[cur.i] = scale * bn_grad4(cur.i) + k_centred * ((x4[cur.i] - pivot) - offset) + k_const;
   }
 }
+
+// ---- fused with ReLU and a 2x2 / stride-2 max pool: maxpool2(relu(bn(x))) ------------------------------------
+//
+// The forward reads x once (after the statistics pass) and writes only the pooled output: no full-size
+// activation, no arg-max. The backward recomputes each window's relu(bn(x)) from x and the saved statistics with
+// the same functions as the forward (bn_relu, bn_relu4, pick_max), so it picks exactly the forward's winner, and
+// routes the pooled gradient to it (masked by the winner's relu output > 0). Floor mode: with an odd H or W the
+// last row or column lies in no window; it gets no pooled gradient but still the batch statistics' gradient.
+//
+// Grid as the chunked passes, in units of pooled outputs: workgroup (p, c) covers units [p * chunk, (p + 1) *
+// chunk) of channel c. A unit is one window (scalar entries) or two horizontally adjacent windows (the _vec4
+// entries, W % 4 == 0: one vec4 from each of the two rows, a vec2 of pooled values).
+
+struct Pooled {
+  channels: u32,
+  in_h: u32,
+  in_w: u32,       // in elements
+  out_h: u32,
+  row_units: u32,  // units per pooled row: out_w (scalar), out_w / 2 (_vec4)
+  count: u32,      // units per channel: N * out_h * row_units
+  chunk: u32,      // units per workgroup
+  partials: u32,   // workgroups per channel: ceil(count / chunk)
+}
+
+@group(0) @binding(0) var<uniform> qp: Pooled;
+@group(0) @binding(21) var<storage, read> grad_out2: array<vec2<f32>>;
+@group(0) @binding(22) var<storage, read_write> out2: array<vec2<f32>>;
+
+// Unit r of channel c is (n, oy, u) with r = (n * out_h + oy) * row_units + u. A step of WG units adds whole
+// planes, rows and units, with one carry each; the divisions happen once per invocation.
+struct PoolCursor { r: u32, end: u32, n: u32, oy: u32, u: u32 }
+struct PoolStep { planes: u32, rows: u32, units: u32 }
+
+fn pool_step() -> PoolStep {
+  let plane_units = qp.out_h * qp.row_units;
+  let rest = WG % plane_units;
+  return PoolStep(WG / plane_units, rest / qp.row_units, rest % qp.row_units);
+}
+
+fn pool_cursor_start(wid: vec3<u32>, lid: u32) -> PoolCursor {
+  let plane_units = qp.out_h * qp.row_units;
+  let begin = wid.x * qp.chunk;
+  let r = begin + lid;
+  let n = r / plane_units;
+  let rest = r - n * plane_units;
+  let oy = rest / qp.row_units;
+  return PoolCursor(r, min(begin + qp.chunk, qp.count), n, oy, rest - oy * qp.row_units);
+}
+
+fn pool_advance(cur: ptr<function, PoolCursor>, st: PoolStep) {
+  (*cur).r += WG;
+  (*cur).u += st.units;
+  if ((*cur).u >= qp.row_units) {
+    (*cur).u -= qp.row_units;
+    (*cur).oy += 1u;
+  }
+  (*cur).oy += st.rows;
+  if ((*cur).oy >= qp.out_h) {
+    (*cur).oy -= qp.out_h;
+    (*cur).n += 1u;
+  }
+  (*cur).n += st.planes;
+}
+
+// Element index of the first input row of unit `cur`'s window(s) in channel c (the row's start, not the window's).
+fn window_row(cur: PoolCursor, c: u32) -> u32 {
+  return ((cur.n * qp.channels + c) * qp.in_h + 2u * cur.oy) * qp.in_w;
+}
+
+// Index of unit `cur`'s pooled output (a vec2 index for the _vec4 entries).
+fn pooled_index(cur: PoolCursor, c: u32) -> u32 {
+  return ((cur.n * qp.channels + c) * qp.out_h + cur.oy) * qp.row_units + cur.u;
+}
+
+struct Affine { pivot: f32, offset: f32, scale: f32, shift: f32 }
+
+fn affine_of(c: u32) -> Affine {
+  return Affine(stats_in[c], stats_in[qp.channels + c], stats_in[3u * qp.channels + c], stats_in[4u * qp.channels + c]);
+}
+
+// relu(bn(v)), the same arithmetic as `normalize` with RELU.
+fn bn_relu(v: f32, k: Affine) -> f32 { return max(((v - k.pivot) - k.offset) * k.scale + k.shift, 0.0); }
+fn bn_relu4(v: vec4<f32>, k: Affine) -> vec4<f32> {
+  return max(((v - k.pivot) - k.offset) * k.scale + k.shift, vec4<f32>(0.0));
+}
+
+// A window's max and where: 0, 1 the top row, 2, 3 the bottom row. The first maximum in row-major order wins ties
+// (strict comparison), as max_pool_forward and PyTorch.
+struct Pick { value: f32, at: u32 }
+
+fn pick_max(top_left: f32, top_right: f32, bottom_left: f32, bottom_right: f32) -> Pick {
+  var p = Pick(top_left, 0u);
+  if (top_right > p.value) { p = Pick(top_right, 1u); }
+  if (bottom_left > p.value) { p = Pick(bottom_left, 2u); }
+  if (bottom_right > p.value) { p = Pick(bottom_right, 3u); }
+  return p;
+}
+
+// The gradient reaching the batch norm at a window's four inputs (row-major): the pooled gradient at the winner
+// when its relu output is positive (relu's mask), 0 elsewhere.
+fn route(p: Pick, g: f32) -> vec4<f32> {
+  let at_winner = vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(p.at);
+  return select(vec4<f32>(0.0), vec4<f32>(select(0.0, g, p.value > 0.0)), at_winner);
+}
+
+// Both windows of a _vec4 unit from its two rows.
+struct PickPair { left: Pick, right: Pick }
+
+fn pick_pair(top: vec4<f32>, bottom: vec4<f32>) -> PickPair {
+  return PickPair(pick_max(top.x, top.y, bottom.x, bottom.y), pick_max(top.z, top.w, bottom.z, bottom.w));
+}
+
+// A _vec4 unit's routed gradients as its two rows.
+struct RowPair { top: vec4<f32>, bottom: vec4<f32> }
+
+fn route_pair(p: PickPair, g: vec2<f32>) -> RowPair {
+  let l = route(p.left, g.x);
+  let r = route(p.right, g.y);
+  return RowPair(vec4<f32>(l.x, l.y, r.x, r.y), vec4<f32>(l.z, l.w, r.z, r.w));
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w = qp.in_w;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let p = pick_max(bn_relu(x[i], k), bn_relu(x[i + 1u], k), bn_relu(x[i + w], k), bn_relu(x[i + w + 1u], k));
+    out[pooled_index(cur, c)] = p.value;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + cur.u;
+    let p = pick_pair(bn_relu4(x4[i], k), bn_relu4(x4[i + w4], k));
+    out2[pooled_index(cur, c)] = vec2<f32>(p.left.value, p.right.value);
+  }
+}
+
+fn store_pooled_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
+  let at = ((wid.y * qp.partials + wid.x) * WG + lid) * 2u;
+  partials[at] = acc.x;
+  partials[at + 1u] = acc.y;
+}
+
+// Per-channel sums of g and g * (x - mean) over the windows' winners (elements outside every window and losers
+// have g = 0), into the layout grad_finalize reads.
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w = qp.in_w;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let v = vec4<f32>(x[i], x[i + 1u], x[i + w], x[i + w + 1u]);
+    let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
+    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + cur.u;
+    let top = x4[i];
+    let bottom = x4[i + w4];
+    let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), grad_out2[pooled_index(cur, c)]);
+    let sum_g = g.top + g.bottom;
+    acc += vec2<f32>(sum_g.x + sum_g.y + sum_g.z + sum_g.w,
+                     dot(g.top, (top - k.pivot) - k.offset) + dot(g.bottom, (bottom - k.pivot) - k.offset));
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+// dx as grad_input: scale * g + k_centred * ((x - pivot) - offset) + k_const in training, scale * g in evaluation.
+struct DxCoef { scale: f32, centred: f32, constant: f32 }
+
+fn dx_coef_of(c: u32, k: Affine) -> DxCoef {
+  if (!TRAINING) { return DxCoef(k.scale, 0.0, 0.0); }
+  return DxCoef(k.scale, dx_coef_in[c], dx_coef_in[qp.channels + c]);
+}
+
+fn dx_of(v: f32, g: f32, k: Affine, d: DxCoef) -> f32 {
+  if (!TRAINING) { return d.scale * g; }
+  return d.scale * g + d.centred * ((v - k.pivot) - k.offset) + d.constant;
+}
+
+fn dx_of4(v: vec4<f32>, g: vec4<f32>, k: Affine, d: DxCoef) -> vec4<f32> {
+  if (!TRAINING) { return d.scale * g; }
+  return d.scale * g + d.centred * ((v - k.pivot) - k.offset) + d.constant;
+}
+
+// Each unit writes its window's four dx, and the last window of a row (column) also the uncovered last column
+// (row) beside it (g = 0 there), so every dx element is written exactly once.
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w = qp.in_w;
+  let odd_col = (w & 1u) == 1u;
+  let odd_row = (qp.in_h & 1u) == 1u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let v = vec4<f32>(x[i], x[i + 1u], x[i + w], x[i + w + 1u]);
+    let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
+    let dx = dx_of4(v, g, k, d);
+    out[i] = dx.x;
+    out[i + 1u] = dx.y;
+    out[i + w] = dx.z;
+    out[i + w + 1u] = dx.w;
+    let last_col = odd_col && cur.u == qp.row_units - 1u;
+    let last_row = odd_row && cur.oy == qp.out_h - 1u;
+    if (last_col) {
+      out[i + 2u] = dx_of(x[i + 2u], 0.0, k, d);
+      out[i + w + 2u] = dx_of(x[i + w + 2u], 0.0, k, d);
+    }
+    if (last_row) {
+      out[i + 2u * w] = dx_of(x[i + 2u * w], 0.0, k, d);
+      out[i + 2u * w + 1u] = dx_of(x[i + 2u * w + 1u], 0.0, k, d);
+    }
+    if (last_col && last_row) { out[i + 2u * w + 2u] = dx_of(x[i + 2u * w + 2u], 0.0, k, d); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  let odd_row = (qp.in_h & 1u) == 1u; // W % 4 == 0: no uncovered column
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + cur.u;
+    let top = x4[i];
+    let bottom = x4[i + w4];
+    let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), grad_out2[pooled_index(cur, c)]);
+    out4[i] = dx_of4(top, g.top, k, d);
+    out4[i + w4] = dx_of4(bottom, g.bottom, k, d);
+    if (odd_row && cur.oy == qp.out_h - 1u) {
+      out4[i + 2u * w4] = dx_of4(x4[i + 2u * w4], vec4<f32>(0.0), k, d);
+    }
+  }
+}
