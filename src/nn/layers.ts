@@ -53,13 +53,13 @@ export class BatchNorm2d extends Module {
   forward(x: Tensor): Tensor {
     return this.run(x, false);
   }
-  /** relu(bn(x)) in one kernel (Sequential uses it for a BatchNorm2d followed by ReLU). */
-  forwardWithRelu(x: Tensor): Tensor {
+  /**
+   * relu(bn(x)) in one kernel (Sequential uses it for a BatchNorm2d followed by ReLU); with maxPool2x2,
+   * max_pool2d(relu(bn(x)), 2) without the full-size activation (for BatchNorm2d, ReLU, MaxPool2d(2)).
+   */
+  forwardWithRelu(x: Tensor, maxPool2x2 = false): Tensor {
+    if (maxPool2x2) return batchNormReluMaxPool2d(x, this.runningMean, this.runningVar, this.weight, this.bias, this.modeOptions());
     return this.run(x, true);
-  }
-  /** maxpool2(relu(bn(x))) without the full-size activation (Sequential uses it for BatchNorm2d, ReLU, MaxPool2d(2)). */
-  forwardWithReluMaxPool(x: Tensor): Tensor {
-    return batchNormReluMaxPool2d(x, this.runningMean, this.runningVar, this.weight, this.bias, this.modeOptions());
   }
   private run(x: Tensor, relu: boolean): Tensor {
     return batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, { ...this.modeOptions(), relu });
@@ -164,7 +164,7 @@ export class Sequential extends Module {
       const layer = this.layers[i];
       if (layer instanceof BatchNorm2d && at(i + 1) instanceof ReLU) {
         if (fusablePool(i + 2) && !wanted(i + 1)) {
-          h = layer.forwardWithReluMaxPool(h);
+          h = layer.forwardWithRelu(h, true);
           i += 2;
         } else {
           h = layer.forwardWithRelu(h);
@@ -183,7 +183,9 @@ export class Sequential extends Module {
   }
 }
 
-const isPlainSequential = (m: Module): m is Sequential => m instanceof Sequential && m.forward === Sequential.prototype.forward;
+/** A Sequential whose class keeps Sequential's forward (an instance wrapper, e.g. the profiler's label, is fine). */
+const isPlainSequential = (m: Module): m is Sequential =>
+  m instanceof Sequential && (m.constructor as typeof Sequential).prototype.forward === Sequential.prototype.forward;
 
 /** Depthwise 3x3 conv + BN + ReLU, then pointwise 1x1 conv + BN + ReLU (MobileNet v1's block). */
 export class DepthwiseSeparable extends Sequential {
