@@ -29,7 +29,7 @@ function makeCase(spec: string, variant: string): Case {
   const runningMean = Tensor.zeros([c]);
   const runningVar = Tensor.ones([c]);
   const options = { training: true };
-  const gPooled = Tensor.randn([n, c, h / 2, w / 2], { seed: 4 });
+  const gPooled = Tensor.randn([n, c, Math.floor(h / 2), Math.floor(w / 2)], { seed: 4 });
   const stats = batchNormStats(x, null, null, weight, bias, options);
   const fwdStats = () => batchNormStats(x, runningMean, runningVar, weight, bias, options);
   // Bytes each variant's kernels move (f32; the arg-max is i32), for GB/s.
@@ -45,13 +45,24 @@ function makeCase(spec: string, variant: string): Case {
       const { argmax } = maxPool2dForward(y, pool, true);
       // pool backward (read g and arg-max, write dy), sums (read x, dy, y), dx (read x, dy, y, write dx)
       return {
-        run: () => void batchNormBackward(x, y, stats, maxPool2dBackward(gPooled, argmax!, y, pool), { training: true, relu: true }, wanted),
+        run: () => void batchNormBackward(x, stats, maxPool2dBackward(gPooled, argmax!, y, pool), { training: true, relu: true }, wanted),
         bytes: f / 2 + f + 3 * f + 4 * f,
       };
     }
     case 'fused-bwd':
       // sums (read x, g), dx (read x, g, write dx)
       return { run: () => void batchNormReluMaxPoolBackward(x, stats, gPooled, options, wanted), bytes: f + f / 4 + 2 * f + f / 4 };
+    case 'bnrelu-bwd': {
+      // A BN-ReLU pair without a pool (the demo student's): its training backward, sums then dx.
+      const dy = Tensor.randn(shape, { seed: 5 });
+      return { run: () => void batchNormBackward(x, stats, dy, { training: true, relu: true }, wanted), bytes: 5 * f };
+    }
+    case 'copy': {
+      // The yardstick: the roofline's copy kernel over x (one vec4 read and written per invocation).
+      const dst = Tensor.empty(shape);
+      const n4 = numel / 4;
+      return { run: () => dev.dispatch('roofline', 'copy_vec4', { bindings: { src4: x, dst4: dst }, params: { n4 }, workgroups: Math.ceil(n4 / 64) }), bytes: 2 * f };
+    }
     default:
       throw new Error(`bnpool-count: unknown variant ${variant}`);
   }
@@ -62,11 +73,11 @@ const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'time') {
   // Old and new alternate: A, B, A, B, ... so load from other processes hits both alike; medians per variant.
   const rounds = Number(rest[0] ?? 9);
-  console.log('shape          phase  unfused ms  fused ms  unfused GB/s  fused GB/s  speed-up');
+  console.log('shape          phase  unfused ms  fused ms  unfused GB/s  fused GB/s  copy GB/s  fused/copy  speed-up');
   for (const spec of HW13_SHAPES) {
     for (const phase of ['fwd', 'bwd']) {
-      const cases = [makeCase(spec, `unfused-${phase}`), makeCase(spec, `fused-${phase}`)];
-      const samples: number[][] = [[], []];
+      const cases = [makeCase(spec, `unfused-${phase}`), makeCase(spec, `fused-${phase}`), makeCase(spec, 'copy')];
+      const samples: number[][] = [[], [], []];
       for (let r = -1; r < rounds; r++) {
         for (const [k, cs] of cases.entries()) {
           const t0 = performance.now();
@@ -77,7 +88,7 @@ if (mode === 'time') {
       }
       const med = samples.map((s) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)]);
       const gbs = (k: number) => (cases[k].bytes / med[k] / 1e6).toFixed(2);
-      console.log(`${spec.padEnd(14)} ${phase}    ${med[0].toFixed(2).padStart(9)}  ${med[1].toFixed(2).padStart(8)}  ${gbs(0).padStart(12)}  ${gbs(1).padStart(10)}  ${(med[0] / med[1]).toFixed(2)}x`);
+      console.log(`${spec.padEnd(14)} ${phase}    ${med[0].toFixed(2).padStart(9)}  ${med[1].toFixed(2).padStart(8)}  ${gbs(0).padStart(12)}  ${gbs(1).padStart(10)}  ${gbs(2).padStart(9)}  ${((100 * Number(gbs(1))) / Number(gbs(2))).toFixed(0).padStart(9)}%  ${(med[0] / med[1]).toFixed(2)}x`);
     }
   }
 } else {

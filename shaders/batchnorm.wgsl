@@ -27,8 +27,9 @@
 // Training mode uses the batch statistics (biased variance); evaluation mode stores the running mean as the pivot,
 // 0 as the offset and 1/sqrt(running_var + eps).
 //
-// Fused ReLU (override RELU): the forward writes max(y, 0); the backward uses g = (out > 0) ? dy : 0 as the
-// gradient reaching the batch norm, reading the saved output `y_saved` as the mask. RELU and TRAINING are pipeline
+// Fused ReLU (override RELU): the forward writes max(y, 0); the backward uses g = (y > 0) ? dy : 0 as the gradient
+// reaching the batch norm, recomputing y from x (which it reads anyway) with the forward's arithmetic instead of
+// loading the saved output: one load fewer per element in both backward passes. RELU and TRAINING are pipeline
 // constants, not uniforms, so each variant compiles without the other's branches and loads.
 
 override RELU: bool = false;     // normalize, grad_partials, grad_input: the fused ReLU
@@ -56,7 +57,6 @@ struct PerChannel {
 @group(0) @binding(0) var<uniform> pp: PerChannel;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> y_saved: array<f32>;
 @group(0) @binding(4) var<storage, read> stats_in: array<f32>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
@@ -73,7 +73,6 @@ struct PerChannel {
 // The same tensors seen as vec4s (the _vec4 entries).
 @group(0) @binding(17) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(18) var<storage, read> grad_out4: array<vec4<f32>>;
-@group(0) @binding(19) var<storage, read> y_saved4: array<vec4<f32>>;
 @group(0) @binding(20) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 64u;        // invocations of the chunked kernels
@@ -109,11 +108,12 @@ fn advance(cur: ptr<function, Cursor>) {
   }
 }
 
-// Per-channel rows of the saved statistics.
-fn pivot_of(c: u32) -> f32 { return stats_in[c]; }
-fn offset_of(c: u32) -> f32 { return stats_in[cp.channels + c]; }
-fn scale_of(c: u32) -> f32 { return stats_in[3u * cp.channels + c]; }
-fn shift_of(c: u32) -> f32 { return stats_in[4u * cp.channels + c]; }
+// Per-channel rows of the saved statistics: y = ((x - pivot) - offset) * scale + shift.
+struct Affine { pivot: f32, offset: f32, scale: f32, shift: f32 }
+
+fn chunked_affine_of(c: u32) -> Affine {
+  return Affine(stats_in[c], stats_in[cp.channels + c], stats_in[3u * cp.channels + c], stats_in[4u * cp.channels + c]);
+}
 
 // ---- moments: (count, mean, M2) with Chan's parallel merge -----------------------------------------------------
 
@@ -261,42 +261,33 @@ fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.y;
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
-  let scale = scale_of(c);
-  let shift = shift_of(c);
+  let k = chunked_affine_of(wid.y);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let y = ((x[cur.i] - pivot) - offset) * scale + shift;
+    let y = ((x[cur.i] - k.pivot) - k.offset) * k.scale + k.shift;
     out[cur.i] = select(y, max(y, 0.0), RELU);
   }
 }
 
 @compute @workgroup_size(WG)
 fn normalize_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.y;
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
-  let scale = scale_of(c);
-  let shift = shift_of(c);
+  let k = chunked_affine_of(wid.y);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let y = ((x4[cur.i] - pivot) - offset) * scale + shift;
+    let y = ((x4[cur.i] - k.pivot) - k.offset) * k.scale + k.shift;
     out4[cur.i] = select(y, max(y, vec4<f32>(0.0)), RELU);
   }
 }
 
 // ---- backward -------------------------------------------------------------------------------------------------
 
-// The gradient reaching the batch norm: dy, masked by (out > 0) when the ReLU is fused.
-fn bn_grad(i: u32) -> f32 {
-  let dy = grad_out[i];
-  if (RELU) { return select(0.0, dy, y_saved[i] > 0.0); }
+// The gradient reaching the batch norm at x = v: dy, masked by (y > 0) when the ReLU is fused, y recomputed as
+// `normalize` computes it.
+fn bn_grad(dy: f32, v: f32, k: Affine) -> f32 {
+  if (RELU) { return select(0.0, dy, ((v - k.pivot) - k.offset) * k.scale + k.shift > 0.0); }
   return dy;
 }
 
-fn bn_grad4(i: u32) -> vec4<f32> {
-  let dy = grad_out4[i];
-  if (RELU) { return select(vec4<f32>(0.0), dy, y_saved4[i] > vec4<f32>(0.0)); }
+fn bn_grad4(dy: vec4<f32>, v: vec4<f32>, k: Affine) -> vec4<f32> {
+  if (RELU) { return select(vec4<f32>(0.0), dy, ((v - k.pivot) - k.offset) * k.scale + k.shift > vec4<f32>(0.0)); }
   return dy;
 }
 
@@ -311,25 +302,24 @@ fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
 
 @compute @workgroup_size(WG)
 fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let pivot = pivot_of(wid.y);
-  let offset = offset_of(wid.y);
+  let k = chunked_affine_of(wid.y);
   var acc = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let g = bn_grad(cur.i);
-    acc += vec2<f32>(g, g * ((x[cur.i] - pivot) - offset));
+    let v = x[cur.i];
+    let g = bn_grad(grad_out[cur.i], v, k);
+    acc += vec2<f32>(g, g * ((v - k.pivot) - k.offset));
   }
   store_sums_partial(wid, lid, acc);
 }
 
 @compute @workgroup_size(WG)
 fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let pivot = pivot_of(wid.y);
-  let offset = offset_of(wid.y);
+  let k = chunked_affine_of(wid.y);
   var acc = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let g = bn_grad4(cur.i);
-    let centred = (x4[cur.i] - pivot) - offset;
-    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, centred));
+    let v = x4[cur.i];
+    let g = bn_grad4(grad_out4[cur.i], v, k);
+    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
   store_sums_partial(wid, lid, acc);
 }
@@ -366,38 +356,36 @@ fn grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
-  let scale = scale_of(c);
+  let k = chunked_affine_of(c);
   if (!TRAINING) {
     for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-      out[cur.i] = scale * bn_grad(cur.i);
+      out[cur.i] = k.scale * bn_grad(grad_out[cur.i], x[cur.i], k);
     }
     return;
   }
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
   let k_centred = dx_coef_in[c];
   let k_const = dx_coef_in[cp.channels + c];
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    out[cur.i] = scale * bn_grad(cur.i) + k_centred * ((x[cur.i] - pivot) - offset) + k_const;
+    let v = x[cur.i];
+    out[cur.i] = k.scale * bn_grad(grad_out[cur.i], v, k) + k_centred * ((v - k.pivot) - k.offset) + k_const;
   }
 }
 
 @compute @workgroup_size(WG)
 fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
-  let scale = scale_of(c);
+  let k = chunked_affine_of(c);
   if (!TRAINING) {
     for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-      out4[cur.i] = scale * bn_grad4(cur.i);
+      out4[cur.i] = k.scale * bn_grad4(grad_out4[cur.i], x4[cur.i], k);
     }
     return;
   }
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
   let k_centred = dx_coef_in[c];
   let k_const = dx_coef_in[cp.channels + c];
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    out4[cur.i] = scale * bn_grad4(cur.i) + k_centred * ((x4[cur.i] - pivot) - offset) + k_const;
+    let v = x4[cur.i];
+    out4[cur.i] = k.scale * bn_grad4(grad_out4[cur.i], v, k) + k_centred * ((v - k.pivot) - k.offset) + k_const;
   }
 }
 
@@ -474,8 +462,7 @@ fn pooled_index(cur: PoolCursor, c: u32) -> u32 {
   return ((cur.n * qp.channels + c) * qp.out_h + cur.oy) * qp.row_units + cur.u;
 }
 
-struct Affine { pivot: f32, offset: f32, scale: f32, shift: f32 }
-
+// The pooled entries' per-channel constants (their uniform is qp).
 fn affine_of(c: u32) -> Affine {
   return Affine(stats_in[c], stats_in[qp.channels + c], stats_in[3u * qp.channels + c], stats_in[4u * qp.channels + c]);
 }

@@ -41,7 +41,7 @@ function layoutOf(x: Tensor): Layout {
 }
 
 // The vec4 entries see the same tensors through these bindings.
-const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', y_saved: 'y_saved4', out: 'out4' };
+const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', out: 'out4' };
 
 /** Arithmetic per element of each per-element pass, as the scalar kernel writes it (ReLU's max or mask adds one;
  * evaluation-mode grad_input is a single multiply): the profiler's FLOP count. */
@@ -182,13 +182,11 @@ export interface BatchNormGrads {
 }
 
 /**
- * Gradients of batchNorm2d given the per-channel constants (from batchNormStats), the op's output (read only with
- * the fused ReLU, as its mask) and the output gradient. Exported for the benchmarks; batchNorm2d records it on the
- * tape.
+ * Gradients of batchNorm2d given the per-channel constants (from batchNormStats) and the output gradient (with the
+ * fused ReLU, the mask is recomputed from x). Exported for the benchmarks; batchNorm2d records it on the tape.
  */
 export function batchNormBackward(
   x: Tensor,
-  output: Tensor,
   stats: Tensor,
   gradOut: Tensor,
   options: { training: boolean; relu?: boolean },
@@ -197,8 +195,7 @@ export function batchNormBackward(
   const l = layoutOf(x);
   const dev = x.device;
   const { training, relu = false } = options;
-  // Without the ReLU the mask binding y_saved is filled with gradOut (never read then).
-  const common = { x, grad_out: gradOut, y_saved: relu ? output : gradOut, stats_in: stats };
+  const common = { x, grad_out: gradOut, stats_in: stats };
   // Training needs the per-channel sums for dx too; evaluation only for the weight and bias gradients.
   const needSums = wanted.weight || wanted.bias || (training && wanted.x);
   let gradWeight: Tensor | null = null; // = sum of g * x_hat
@@ -258,7 +255,7 @@ export function batchNorm2d(
     options.relu ? 'batch_norm_relu' : 'batch_norm',
     inputs,
     (g) => {
-      const grads = batchNormBackward(x, out, stats, g, options, {
+      const grads = batchNormBackward(x, stats, g, options, {
         x: x.requiresGrad,
         weight: !!weight?.requiresGrad,
         bias: !!bias?.requiresGrad,
