@@ -38,6 +38,8 @@ function makeCase(spec: string, variant: string): Case {
     case 'unfused-fwd':
       // statistics (read x), normalise + relu (read x, write y), pool (read y, write out and arg-max)
       return { run: () => void maxPool2dForward(batchNormApply(x, fwdStats(), true), pool, true), bytes: f + 2 * f + f + f / 2 };
+    case 'stats':
+      return { run: () => void fwdStats(), bytes: f };
     case 'fused-fwd':
       return { run: () => void batchNormReluMaxPoolApply(x, fwdStats()), bytes: f + f + f / 4 };
     case 'unfused-bwd': {
