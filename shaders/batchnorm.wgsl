@@ -398,15 +398,16 @@ fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 // last row or column lies in no window; it gets no pooled gradient but still the batch statistics' gradient.
 //
 // Grid as the chunked passes, in units of pooled outputs: workgroup (p, c) covers units [p * chunk, (p + 1) *
-// chunk) of channel c. A unit is one window (scalar entries) or two horizontally adjacent windows (the _vec4
-// entries, W % 4 == 0: one vec4 from each of the two rows, a vec2 of pooled values).
+// chunk) of channel c. A unit is one window (scalar entries), two horizontally adjacent windows (the _vec4
+// entries, W % 4 == 0: one vec4 from each of the two rows, a vec2 of pooled values) or four (the _wide entries,
+// W % 8 == 0: two vec4s per row, a vec4 of pooled values).
 
 struct Pooled {
   channels: u32,
   in_h: u32,
   in_w: u32,       // in elements
   out_h: u32,
-  row_units: u32,  // units per pooled row: out_w (scalar), out_w / 2 (_vec4)
+  row_units: u32,  // units per pooled row: out_w (scalar), out_w / 2 (_vec4), out_w / 4 (_wide)
   count: u32,      // units per channel: N * out_h * row_units
   chunk: u32,      // units per workgroup
   partials: u32,   // workgroups per channel: ceil(count / chunk)
@@ -457,7 +458,7 @@ fn window_row(cur: PoolCursor, c: u32) -> u32 {
   return ((cur.n * qp.channels + c) * qp.in_h + 2u * cur.oy) * qp.in_w;
 }
 
-// Index of unit `cur`'s pooled output (a vec2 index for the _vec4 entries).
+// Index of unit `cur`'s pooled output (a vec2 index for the _vec4 entries, a vec4 index for the _wide ones).
 fn pooled_index(cur: PoolCursor, c: u32) -> u32 {
   return ((cur.n * qp.channels + c) * qp.out_h + cur.oy) * qp.row_units + cur.u;
 }
@@ -521,6 +522,12 @@ fn relu_max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
   }
 }
 
+// The pooled values of the two windows whose rows are x4[i] and x4[i + w4].
+fn pooled_pair(i: u32, w4: u32, k: Affine) -> vec2<f32> {
+  let p = pick_pair(bn_relu4(x4[i], k), bn_relu4(x4[i + w4], k));
+  return vec2<f32>(p.left.value, p.right.value);
+}
+
 @compute @workgroup_size(WG)
 fn relu_max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
@@ -528,9 +535,21 @@ fn relu_max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   let st = pool_step();
   let w4 = qp.in_w / 4u;
   for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
-    let i = window_row(cur, c) / 4u + cur.u;
-    let p = pick_pair(bn_relu4(x4[i], k), bn_relu4(x4[i + w4], k));
-    out2[pooled_index(cur, c)] = vec2<f32>(p.left.value, p.right.value);
+    out2[pooled_index(cur, c)] = pooled_pair(window_row(cur, c) / 4u + cur.u, w4, k);
+  }
+}
+
+// W % 8 == 0: a unit is four windows (two vec4s per row), its pooled values one vec4: fewer loads and stores of
+// the pooled tensors per input element than two windows.
+@compute @workgroup_size(WG)
+fn relu_max_pool_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    out4[pooled_index(cur, c)] = vec4<f32>(pooled_pair(i, w4, k), pooled_pair(i + 1u, w4, k));
   }
 }
 
@@ -558,6 +577,16 @@ fn relu_max_pool_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(l
   store_pooled_sums_partial(wid, lid, acc);
 }
 
+// (sum of g, sum of g * (x - mean)) over the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
+fn pair_sums(i: u32, w4: u32, k: Affine, g_pooled: vec2<f32>) -> vec2<f32> {
+  let top = x4[i];
+  let bottom = x4[i + w4];
+  let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), g_pooled);
+  let sum_g = g.top + g.bottom;
+  return vec2<f32>(sum_g.x + sum_g.y + sum_g.z + sum_g.w,
+                   dot(g.top, (top - k.pivot) - k.offset) + dot(g.bottom, (bottom - k.pivot) - k.offset));
+}
+
 @compute @workgroup_size(WG)
 fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
@@ -566,13 +595,22 @@ fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @buil
   let w4 = qp.in_w / 4u;
   var acc = vec2<f32>(0.0, 0.0);
   for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
-    let i = window_row(cur, c) / 4u + cur.u;
-    let top = x4[i];
-    let bottom = x4[i + w4];
-    let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), grad_out2[pooled_index(cur, c)]);
-    let sum_g = g.top + g.bottom;
-    acc += vec2<f32>(sum_g.x + sum_g.y + sum_g.z + sum_g.w,
-                     dot(g.top, (top - k.pivot) - k.offset) + dot(g.bottom, (bottom - k.pivot) - k.offset));
+    acc += pair_sums(window_row(cur, c) / 4u + cur.u, w4, k, grad_out2[pooled_index(cur, c)]);
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    let g = grad_out4[pooled_index(cur, c)];
+    acc += pair_sums(i, w4, k, g.xy) + pair_sums(i + 1u, w4, k, g.zw);
   }
   store_pooled_sums_partial(wid, lid, acc);
 }
@@ -629,6 +667,20 @@ fn relu_max_pool_grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
   }
 }
 
+// dx of the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
+fn pair_dx(i: u32, w4: u32, k: Affine, d: DxCoef, g_pooled: vec2<f32>) {
+  let top = x4[i];
+  let bottom = x4[i + w4];
+  let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), g_pooled);
+  out4[i] = dx_of4(top, g.top, k, d);
+  out4[i + w4] = dx_of4(bottom, g.bottom, k, d);
+}
+
+// dx of an uncovered last row's vec4 (no pooled gradient).
+fn uncovered_dx4(i: u32, k: Affine, d: DxCoef) {
+  out4[i] = dx_of4(x4[i], vec4<f32>(0.0), k, d);
+}
+
 @compute @workgroup_size(WG)
 fn relu_max_pool_grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
@@ -639,13 +691,27 @@ fn relu_max_pool_grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin
   let odd_row = (qp.in_h & 1u) == 1u; // W % 4 == 0: no uncovered column
   for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
     let i = window_row(cur, c) / 4u + cur.u;
-    let top = x4[i];
-    let bottom = x4[i + w4];
-    let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), grad_out2[pooled_index(cur, c)]);
-    out4[i] = dx_of4(top, g.top, k, d);
-    out4[i + w4] = dx_of4(bottom, g.bottom, k, d);
+    pair_dx(i, w4, k, d, grad_out2[pooled_index(cur, c)]);
+    if (odd_row && cur.oy == qp.out_h - 1u) { uncovered_dx4(i + 2u * w4, k, d); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  let odd_row = (qp.in_h & 1u) == 1u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    let g = grad_out4[pooled_index(cur, c)];
+    pair_dx(i, w4, k, d, g.xy);
+    pair_dx(i + 1u, w4, k, d, g.zw);
     if (odd_row && cur.oy == qp.out_h - 1u) {
-      out4[i + 2u * w4] = dx_of4(x4[i + 2u * w4], vec4<f32>(0.0), k, d);
+      uncovered_dx4(i + 2u * w4, k, d);
+      uncovered_dx4(i + 2u * w4 + 1u, k, d);
     }
   }
 }

@@ -484,9 +484,10 @@ async function checkBnReluPool(c: { shape: number[]; training: boolean; affine?:
   });
 }
 
-// Both paths: `_vec4` (W % 4 == 0, two windows per unit) and scalar (any W); odd H and W (floor mode: the last row
-// or column is in no window), batch 1, channels 1/3/5/16/84, several partials per channel (2048 windows each,
-// scalar; 1024 window pairs, vec4). The reference-vs-FD bound grows with the tensor: the FD loss sums every output,
+// All three paths: `_wide` (W % 8 == 0, four windows per unit), `_vec4` (W % 4 == 0, two) and scalar (any W, one);
+// odd H and W (floor mode: the last row or column is in no window), batch 1, channels 1/3/5/16/84, several partials
+// per channel (8192 input elements each: 2048 windows scalar, 1024 window pairs vec4, 512 window quads wide). The
+// reference-vs-FD bound grows with the tensor: the FD loss sums every output,
 // and most sampled dx are the small statistics-only gradients of elements that lost their window.
 const pooledShapes: { shape: number[]; fd: number; path: string }[] = [
   { shape: [1, 1, 2, 2], fd: 1e-5, path: 'scalar' },
@@ -494,11 +495,13 @@ const pooledShapes: { shape: number[]; fd: number; path: string }[] = [
   { shape: [2, 5, 6, 6], fd: 1e-5, path: 'scalar, W % 4 == 2' },
   { shape: [1, 84, 3, 9], fd: 1e-5, path: 'scalar, odd H and W' },
   { shape: [1, 5, 9, 12], fd: 1e-5, path: 'vec4, odd H' },
-  { shape: [3, 16, 8, 8], fd: 1e-5, path: 'vec4' },
+  { shape: [3, 16, 8, 8], fd: 1e-5, path: 'wide' },
+  { shape: [1, 3, 7, 16], fd: 1e-5, path: 'wide, odd H' },
   { shape: [2, 3, 5, 4], fd: 1e-5, path: 'vec4, odd H, one unit per row' },
   { shape: [4, 2, 63, 61], fd: 1e-4, path: 'scalar, 2 partials, odd H and W' },
-  { shape: [8, 3, 64, 64], fd: 1e-3, path: 'vec4, 4 partials' },
-  { shape: [5, 2, 41, 56], fd: 3e-4, path: 'vec4, 2 partials (the last short), odd H' },
+  { shape: [8, 3, 64, 64], fd: 1e-3, path: 'wide, 4 partials' },
+  { shape: [5, 2, 41, 56], fd: 3e-4, path: 'wide, 2 partials (the last short), odd H' },
+  { shape: [6, 2, 41, 36], fd: 3e-4, path: 'vec4, 2 partials (the last short), odd H' },
 ];
 
 describe('batchNormReluMaxPool2d = max_pool2d(relu(batch_norm(x)), 2) against the float64 composition (tolerance: forward rel 1e-5, backward rel 1e-4 (train) / 1e-5 (eval), reference vs FD 1e-5 / 1e-4 / 3e-4 / 1e-3 by size, 1e-6 eval)', () => {
@@ -507,17 +510,18 @@ describe('batchNormReluMaxPool2d = max_pool2d(relu(batch_norm(x)), 2) against th
       await checkBnReluPool({ shape, training: true, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-4, fd } });
     });
   }
-  for (const shape of [[2, 3, 7, 5], [1, 5, 9, 12], [3, 16, 8, 8]]) {
+  for (const shape of [[2, 3, 7, 5], [1, 5, 9, 12], [3, 16, 8, 8]]) { // scalar, vec4, wide
     it(`evaluation [${shape}] (running statistics; dx = scale * routed gradient, 0 outside the windows)`, async () => {
       await checkBnReluPool({ shape, training: false, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-5, fd: 1e-6 } });
     });
   }
-  it('training without weight and bias [2, 3, 7, 5] and [2, 3, 4, 8]', async () => {
-    await checkBnReluPool({ shape: [2, 3, 7, 5], training: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
-    await checkBnReluPool({ shape: [2, 3, 4, 8], training: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  it('training without weight and bias [2, 3, 7, 5], [2, 3, 4, 12] and [2, 3, 4, 8]', async () => {
+    for (const shape of [[2, 3, 7, 5], [2, 3, 4, 12], [2, 3, 4, 8]]) {
+      await checkBnReluPool({ shape, training: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+    }
   });
-  it('training with a large mean, values 1000 + N(0, 1) [2, 3, 9, 7] and [2, 3, 9, 8]', async () => {
-    for (const shape of [[2, 3, 9, 7], [2, 3, 9, 8]]) {
+  it('training with a large mean, values 1000 + N(0, 1) [2, 3, 9, 7], [2, 3, 9, 4] and [2, 3, 9, 8]', async () => {
+    for (const shape of [[2, 3, 9, 7], [2, 3, 9, 4], [2, 3, 9, 8]]) {
       await checkBnReluPool({ shape, training: true, x: { data: normal(numelOf(shape), 9, 1000, 1) }, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
     }
   });
@@ -551,7 +555,7 @@ async function grads(parts: Tensor[]): Promise<Float32Array[]> {
 }
 
 describe('batchNormReluMaxPool2d with ties: the same winner as maxPool2d(batchNorm2d(x, relu)) and the reference (first maximum wins; tolerance: forward exact, backward rel 1e-5 vs unfused, 1e-4 vs the reference)', () => {
-  for (const shape of [[3, 4, 7, 9], [2, 4, 6, 8], [1, 3, 10, 10]]) {
+  for (const shape of [[3, 4, 7, 9], [2, 4, 6, 8], [2, 3, 6, 12], [1, 3, 10, 10]]) {
     it(`[${shape}], values in {-2, ..., 2}, biases cut most of one channel to zero`, async () => {
       const c = shape[1];
       const xData = coarse(numelOf(shape), 51);
@@ -583,9 +587,9 @@ describe('batchNormReluMaxPool2d with ties: the same winner as maxPool2d(batchNo
     });
   }
 
-  it('windows of equal positive values route their gradient to the top-left element only, both paths (evaluation: dx = scale * g exactly there, exactly 0 elsewhere)', async () => {
+  it('windows of equal positive values route their gradient to the top-left element only, all paths (evaluation: dx = scale * g exactly there, exactly 0 elsewhere)', async () => {
     // One channel, batch 2: x constant inside each 2x2 window, distinct between windows; the odd last row is in no window.
-    for (const shape of [[2, 1, 5, 4], [2, 1, 5, 6]]) {
+    for (const shape of [[2, 1, 5, 4], [2, 1, 5, 6], [2, 1, 5, 8]]) {
       const [n, , h, w] = shape;
       const xData = Float64Array.from({ length: numelOf(shape) }, (_, i) => {
         const [b, r, col] = [Math.floor(i / (h * w)), Math.floor((i % (h * w)) / w), i % w];
@@ -630,8 +634,8 @@ describe('Sequential runs BatchNorm2d, ReLU, MaxPool2d(2) fused, with the result
     return pool(new ReLU().forward(bn(s.bn2, s.conv.forward(pool(new ReLU().forward(bn(s.bn1, x)))))));
   };
   for (const training of [true, false]) {
-    it(`${training ? 'training' : 'evaluation'} [3, 3, 11, 13] and [2, 3, 16, 16] (both paths)`, async () => {
-      for (const shape of [[3, 3, 11, 13], [2, 3, 16, 16]]) {
+    it(`${training ? 'training' : 'evaluation'} [3, 3, 11, 13], [2, 3, 24, 20] and [2, 3, 16, 16] (all paths)`, async () => {
+      for (const shape of [[3, 3, 11, 13], [2, 3, 24, 20], [2, 3, 16, 16]]) {
         const xData = normal(numelOf(shape), 61, 0.5, 2);
         const results: { out: Float32Array; tensors: Float32Array[] }[] = [];
         for (const fused of [true, false]) {

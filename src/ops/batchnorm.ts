@@ -275,7 +275,7 @@ interface PooledLayout {
   bn: Layout; // the batch norm's view of x (statistics pass, grad_finalize)
   outH: number;
   outW: number;
-  vec4: boolean; // W % 4 == 0: a unit is two windows, one vec4 per row (the `_vec4` entries)
+  path: 'scalar' | 'vec4' | 'wide'; // a unit: one window; two (W % 4 == 0, one vec4 per row); four (W % 8 == 0)
   rowUnits: number; // units per pooled row
   count: number; // units per channel
   chunk: number; // units per workgroup
@@ -287,15 +287,20 @@ function pooledLayoutOf(x: Tensor): PooledLayout {
   const bn = layoutOf(x);
   const outH = Math.floor(h / 2);
   const outW = Math.floor(w / 2);
-  const vec4 = w % 4 === 0;
-  const rowUnits = vec4 ? outW / 2 : outW;
+  const path = w % 8 === 0 ? 'wide' : w % 4 === 0 ? 'vec4' : 'scalar';
+  const windows = { scalar: 1, vec4: 2, wide: 4 }[path]; // per unit
+  const rowUnits = outW / windows;
   const count = batch * outH * rowUnits;
-  const chunk = CHUNK / (vec4 ? 8 : 4); // the same number of input elements per workgroup as the chunked passes
-  return { bn, outH, outW, vec4, rowUnits, count, chunk, partials: Math.max(1, Math.ceil(count / chunk)) };
+  const chunk = CHUNK / (4 * windows); // the same number of input elements per workgroup as the chunked passes
+  return { bn, outH, outW, path, rowUnits, count, chunk, partials: Math.max(1, Math.ceil(count / chunk)) };
 }
 
-// The vec4 entries see the pooled tensors as vec2s (two windows per unit).
-const POOLED_VEC4_BINDING: Record<string, string> = { x: 'x4', out: 'out4', grad_out: 'grad_out2', pooled_out: 'out2' };
+// How each path's entries see the tensors: x and dx as vec4s, the pooled ones as vec2s (_vec4) or vec4s (_wide).
+const POOLED_BINDING: Record<PooledLayout['path'], Record<string, string>> = {
+  scalar: { pooled_out: 'out' },
+  vec4: { x: 'x4', out: 'out4', grad_out: 'grad_out2', pooled_out: 'out2' },
+  wide: { x: 'x4', out: 'out4', grad_out: 'grad_out4', pooled_out: 'out4' },
+};
 
 /** Arithmetic per input element of each pooled pass: bn + relu (5), the window's compares (3 per 4), and the
  * gradient sums (2 per window) / dx (5): the profiler's FLOP count. */
@@ -306,10 +311,10 @@ const POOLED_FLOPS_PER_ELEMENT: Record<string, number> = {
 };
 
 function dispatchPooled(p: PooledLayout, entry: string, bindings: Record<string, Tensor>, variant?: Record<string, number>): void {
-  const table = p.vec4 ? POOLED_VEC4_BINDING : { pooled_out: 'out' };
+  const table = POOLED_BINDING[p.path];
   const named = Object.fromEntries(Object.entries(bindings).map(([k, t]) => [table[k] ?? k, t]));
   const [, , h, w] = bindings.x.shape;
-  bindings.x.device.dispatch('batchnorm', p.vec4 ? `${entry}_vec4` : entry, {
+  bindings.x.device.dispatch('batchnorm', p.path === 'scalar' ? entry : `${entry}_${p.path}`, {
     bindings: named,
     params: {
       channels: p.bn.channels,
