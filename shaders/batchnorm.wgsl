@@ -1,4 +1,5 @@
-// BatchNorm2d over NCHW tensors, forward and backward, with an optional fused ReLU.
+// BatchNorm2d over NCHW tensors, forward and backward, with an optional fused ReLU, and fused with ReLU and a 2x2
+// max pool (the relu_max_pool entries at the end).
 //
 // Layout. Channel c's elements are r = n * HW + s (batch n, spatial s), stored at x[(n * C + c) * HW + s]. Every
 // per-element pass (statistics, normalise, gradient sums, input gradient) runs on the same grid: workgroup (p, c)

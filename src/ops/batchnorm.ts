@@ -1,5 +1,6 @@
 // BatchNorm2d (PyTorch's F.batch_norm on NCHW input), forward and backward side by side, with an optional fused
-// ReLU (F.relu(F.batch_norm(...)) in the same kernels).
+// ReLU (F.relu(F.batch_norm(...)) in the same kernels), and batchNormReluMaxPool2d: F.max_pool2d(F.relu(
+// F.batch_norm(...)), 2) without the full-size activation or an arg-max (the backward recomputes the winners).
 //
 // Training mode normalises with the batch mean and biased variance over (N, H, W) and updates the running
 // statistics in place (unbiased variance); evaluation mode normalises with the running statistics. Every
