@@ -1,4 +1,5 @@
-// BatchNorm2d over NCHW tensors, forward and backward, with an optional fused ReLU.
+// BatchNorm2d over NCHW tensors, forward and backward, with an optional fused ReLU, and fused with ReLU and a 2x2
+// max pool (the relu_max_pool entries at the end).
 //
 // Layout. Channel c's elements are r = n * HW + s (batch n, spatial s), stored at x[(n * C + c) * HW + s]. Every
 // per-element pass (statistics, normalise, gradient sums, input gradient) runs on the same grid: workgroup (p, c)
@@ -27,8 +28,9 @@
 // Training mode uses the batch statistics (biased variance); evaluation mode stores the running mean as the pivot,
 // 0 as the offset and 1/sqrt(running_var + eps).
 //
-// Fused ReLU (override RELU): the forward writes max(y, 0); the backward uses g = (out > 0) ? dy : 0 as the
-// gradient reaching the batch norm, reading the saved output `y_saved` as the mask. RELU and TRAINING are pipeline
+// Fused ReLU (override RELU): the forward writes max(y, 0); the backward uses g = (y > 0) ? dy : 0 as the gradient
+// reaching the batch norm, recomputing y from x (which it reads anyway) with the forward's arithmetic instead of
+// loading the saved output: one load fewer per element in both backward passes. RELU and TRAINING are pipeline
 // constants, not uniforms, so each variant compiles without the other's branches and loads.
 
 override RELU: bool = false;     // normalize, grad_partials, grad_input: the fused ReLU
@@ -56,7 +58,6 @@ struct PerChannel {
 @group(0) @binding(0) var<uniform> pp: PerChannel;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> y_saved: array<f32>;
 @group(0) @binding(4) var<storage, read> stats_in: array<f32>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
@@ -73,7 +74,6 @@ struct PerChannel {
 // The same tensors seen as vec4s (the _vec4 entries).
 @group(0) @binding(17) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(18) var<storage, read> grad_out4: array<vec4<f32>>;
-@group(0) @binding(19) var<storage, read> y_saved4: array<vec4<f32>>;
 @group(0) @binding(20) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 64u;        // invocations of the chunked kernels
@@ -109,11 +109,12 @@ fn advance(cur: ptr<function, Cursor>) {
   }
 }
 
-// Per-channel rows of the saved statistics.
-fn pivot_of(c: u32) -> f32 { return stats_in[c]; }
-fn offset_of(c: u32) -> f32 { return stats_in[cp.channels + c]; }
-fn scale_of(c: u32) -> f32 { return stats_in[3u * cp.channels + c]; }
-fn shift_of(c: u32) -> f32 { return stats_in[4u * cp.channels + c]; }
+// Per-channel rows of the saved statistics: y = ((x - pivot) - offset) * scale + shift.
+struct Affine { pivot: f32, offset: f32, scale: f32, shift: f32 }
+
+fn chunked_affine_of(c: u32) -> Affine {
+  return Affine(stats_in[c], stats_in[cp.channels + c], stats_in[3u * cp.channels + c], stats_in[4u * cp.channels + c]);
+}
 
 // ---- moments: (count, mean, M2) with Chan's parallel merge -----------------------------------------------------
 
@@ -261,42 +262,33 @@ fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.y;
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
-  let scale = scale_of(c);
-  let shift = shift_of(c);
+  let k = chunked_affine_of(wid.y);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let y = ((x[cur.i] - pivot) - offset) * scale + shift;
+    let y = ((x[cur.i] - k.pivot) - k.offset) * k.scale + k.shift;
     out[cur.i] = select(y, max(y, 0.0), RELU);
   }
 }
 
 @compute @workgroup_size(WG)
 fn normalize_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.y;
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
-  let scale = scale_of(c);
-  let shift = shift_of(c);
+  let k = chunked_affine_of(wid.y);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let y = ((x4[cur.i] - pivot) - offset) * scale + shift;
+    let y = ((x4[cur.i] - k.pivot) - k.offset) * k.scale + k.shift;
     out4[cur.i] = select(y, max(y, vec4<f32>(0.0)), RELU);
   }
 }
 
 // ---- backward -------------------------------------------------------------------------------------------------
 
-// The gradient reaching the batch norm: dy, masked by (out > 0) when the ReLU is fused.
-fn bn_grad(i: u32) -> f32 {
-  let dy = grad_out[i];
-  if (RELU) { return select(0.0, dy, y_saved[i] > 0.0); }
+// The gradient reaching the batch norm at x = v: dy, masked by (y > 0) when the ReLU is fused, y recomputed as
+// `normalize` computes it.
+fn bn_grad(dy: f32, v: f32, k: Affine) -> f32 {
+  if (RELU) { return select(0.0, dy, ((v - k.pivot) - k.offset) * k.scale + k.shift > 0.0); }
   return dy;
 }
 
-fn bn_grad4(i: u32) -> vec4<f32> {
-  let dy = grad_out4[i];
-  if (RELU) { return select(vec4<f32>(0.0), dy, y_saved4[i] > vec4<f32>(0.0)); }
+fn bn_grad4(dy: vec4<f32>, v: vec4<f32>, k: Affine) -> vec4<f32> {
+  if (RELU) { return select(vec4<f32>(0.0), dy, ((v - k.pivot) - k.offset) * k.scale + k.shift > vec4<f32>(0.0)); }
   return dy;
 }
 
@@ -311,25 +303,24 @@ fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
 
 @compute @workgroup_size(WG)
 fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let pivot = pivot_of(wid.y);
-  let offset = offset_of(wid.y);
+  let k = chunked_affine_of(wid.y);
   var acc = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let g = bn_grad(cur.i);
-    acc += vec2<f32>(g, g * ((x[cur.i] - pivot) - offset));
+    let v = x[cur.i];
+    let g = bn_grad(grad_out[cur.i], v, k);
+    acc += vec2<f32>(g, g * ((v - k.pivot) - k.offset));
   }
   store_sums_partial(wid, lid, acc);
 }
 
 @compute @workgroup_size(WG)
 fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let pivot = pivot_of(wid.y);
-  let offset = offset_of(wid.y);
+  let k = chunked_affine_of(wid.y);
   var acc = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    let g = bn_grad4(cur.i);
-    let centred = (x4[cur.i] - pivot) - offset;
-    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, centred));
+    let v = x4[cur.i];
+    let g = bn_grad4(grad_out4[cur.i], v, k);
+    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
   store_sums_partial(wid, lid, acc);
 }
@@ -366,37 +357,362 @@ fn grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
-  let scale = scale_of(c);
+  let k = chunked_affine_of(c);
   if (!TRAINING) {
     for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-      out[cur.i] = scale * bn_grad(cur.i);
+      out[cur.i] = k.scale * bn_grad(grad_out[cur.i], x[cur.i], k);
     }
     return;
   }
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
   let k_centred = dx_coef_in[c];
   let k_const = dx_coef_in[cp.channels + c];
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    out[cur.i] = scale * bn_grad(cur.i) + k_centred * ((x[cur.i] - pivot) - offset) + k_const;
+    let v = x[cur.i];
+    out[cur.i] = k.scale * bn_grad(grad_out[cur.i], v, k) + k_centred * ((v - k.pivot) - k.offset) + k_const;
   }
 }
 
 @compute @workgroup_size(WG)
 fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wid.y;
-  let scale = scale_of(c);
+  let k = chunked_affine_of(c);
   if (!TRAINING) {
     for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-      out4[cur.i] = scale * bn_grad4(cur.i);
+      out4[cur.i] = k.scale * bn_grad4(grad_out4[cur.i], x4[cur.i], k);
     }
     return;
   }
-  let pivot = pivot_of(c);
-  let offset = offset_of(c);
   let k_centred = dx_coef_in[c];
   let k_const = dx_coef_in[cp.channels + c];
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    out4[cur.i] = scale * bn_grad4(cur.i) + k_centred * ((x4[cur.i] - pivot) - offset) + k_const;
+    let v = x4[cur.i];
+    out4[cur.i] = k.scale * bn_grad4(grad_out4[cur.i], v, k) + k_centred * ((v - k.pivot) - k.offset) + k_const;
+  }
+}
+
+// ---- fused with ReLU and a 2x2 / stride-2 max pool: maxpool2(relu(bn(x))) ------------------------------------
+//
+// The forward reads x once (after the statistics pass) and writes only the pooled output: no full-size
+// activation, no arg-max. The backward recomputes each window's relu(bn(x)) from x and the saved statistics with
+// the same functions as the forward (bn_relu, bn_relu4, pick_max), so it picks exactly the forward's winner, and
+// routes the pooled gradient to it (masked by the winner's relu output > 0). Floor mode: with an odd H or W the
+// last row or column lies in no window; it gets no pooled gradient but still the batch statistics' gradient.
+//
+// Grid as the chunked passes, in units of pooled outputs: workgroup (p, c) covers units [p * chunk, (p + 1) *
+// chunk) of channel c. A unit is one window (scalar entries), two horizontally adjacent windows (the _vec4
+// entries, W % 4 == 0: one vec4 from each of the two rows, a vec2 of pooled values) or four (the _wide entries,
+// W % 8 == 0: two vec4s per row, a vec4 of pooled values).
+
+struct Pooled {
+  channels: u32,
+  in_h: u32,
+  in_w: u32,       // in elements
+  out_h: u32,
+  row_units: u32,  // units per pooled row: out_w (scalar), out_w / 2 (_vec4), out_w / 4 (_wide)
+  count: u32,      // units per channel: N * out_h * row_units
+  chunk: u32,      // units per workgroup
+  partials: u32,   // workgroups per channel: ceil(count / chunk)
+}
+
+@group(0) @binding(0) var<uniform> qp: Pooled;
+@group(0) @binding(21) var<storage, read> grad_out2: array<vec2<f32>>;
+@group(0) @binding(22) var<storage, read_write> out2: array<vec2<f32>>;
+
+// Unit r of channel c is (n, oy, u) with r = (n * out_h + oy) * row_units + u. A step of WG units adds whole
+// planes, rows and units, with one carry each; the divisions happen once per invocation.
+struct PoolCursor { r: u32, end: u32, n: u32, oy: u32, u: u32 }
+struct PoolStep { planes: u32, rows: u32, units: u32 }
+
+fn pool_step() -> PoolStep {
+  let plane_units = qp.out_h * qp.row_units;
+  let rest = WG % plane_units;
+  return PoolStep(WG / plane_units, rest / qp.row_units, rest % qp.row_units);
+}
+
+fn pool_cursor_start(wid: vec3<u32>, lid: u32) -> PoolCursor {
+  let plane_units = qp.out_h * qp.row_units;
+  let begin = wid.x * qp.chunk;
+  let r = begin + lid;
+  let n = r / plane_units;
+  let rest = r - n * plane_units;
+  let oy = rest / qp.row_units;
+  return PoolCursor(r, min(begin + qp.chunk, qp.count), n, oy, rest - oy * qp.row_units);
+}
+
+fn pool_advance(cur: ptr<function, PoolCursor>, st: PoolStep) {
+  (*cur).r += WG;
+  (*cur).u += st.units;
+  if ((*cur).u >= qp.row_units) {
+    (*cur).u -= qp.row_units;
+    (*cur).oy += 1u;
+  }
+  (*cur).oy += st.rows;
+  if ((*cur).oy >= qp.out_h) {
+    (*cur).oy -= qp.out_h;
+    (*cur).n += 1u;
+  }
+  (*cur).n += st.planes;
+}
+
+// Element index of the first input row of unit `cur`'s window(s) in channel c (the row's start, not the window's).
+fn window_row(cur: PoolCursor, c: u32) -> u32 {
+  return ((cur.n * qp.channels + c) * qp.in_h + 2u * cur.oy) * qp.in_w;
+}
+
+// Index of unit `cur`'s pooled output (a vec2 index for the _vec4 entries, a vec4 index for the _wide ones).
+fn pooled_index(cur: PoolCursor, c: u32) -> u32 {
+  return ((cur.n * qp.channels + c) * qp.out_h + cur.oy) * qp.row_units + cur.u;
+}
+
+// The pooled entries' per-channel constants (their uniform is qp).
+fn affine_of(c: u32) -> Affine {
+  return Affine(stats_in[c], stats_in[qp.channels + c], stats_in[3u * qp.channels + c], stats_in[4u * qp.channels + c]);
+}
+
+// relu(bn(v)), the same arithmetic as `normalize` with RELU.
+fn bn_relu(v: f32, k: Affine) -> f32 { return max(((v - k.pivot) - k.offset) * k.scale + k.shift, 0.0); }
+fn bn_relu4(v: vec4<f32>, k: Affine) -> vec4<f32> {
+  return max(((v - k.pivot) - k.offset) * k.scale + k.shift, vec4<f32>(0.0));
+}
+
+// A window's max and where: 0, 1 the top row, 2, 3 the bottom row. The first maximum in row-major order wins ties
+// (strict comparison), as max_pool_forward and PyTorch.
+struct Pick { value: f32, at: u32 }
+
+fn pick_max(top_left: f32, top_right: f32, bottom_left: f32, bottom_right: f32) -> Pick {
+  var p = Pick(top_left, 0u);
+  if (top_right > p.value) { p = Pick(top_right, 1u); }
+  if (bottom_left > p.value) { p = Pick(bottom_left, 2u); }
+  if (bottom_right > p.value) { p = Pick(bottom_right, 3u); }
+  return p;
+}
+
+// The gradient reaching the batch norm at a window's four inputs (row-major): the pooled gradient at the winner
+// when its relu output is positive (relu's mask), 0 elsewhere.
+fn route(p: Pick, g: f32) -> vec4<f32> {
+  let at_winner = vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(p.at);
+  return select(vec4<f32>(0.0), vec4<f32>(select(0.0, g, p.value > 0.0)), at_winner);
+}
+
+// Both windows of a _vec4 unit from its two rows.
+struct PickPair { left: Pick, right: Pick }
+
+fn pick_pair(top: vec4<f32>, bottom: vec4<f32>) -> PickPair {
+  return PickPair(pick_max(top.x, top.y, bottom.x, bottom.y), pick_max(top.z, top.w, bottom.z, bottom.w));
+}
+
+// A _vec4 unit's routed gradients as its two rows.
+struct RowPair { top: vec4<f32>, bottom: vec4<f32> }
+
+fn route_pair(p: PickPair, g: vec2<f32>) -> RowPair {
+  let l = route(p.left, g.x);
+  let r = route(p.right, g.y);
+  return RowPair(vec4<f32>(l.x, l.y, r.x, r.y), vec4<f32>(l.z, l.w, r.z, r.w));
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w = qp.in_w;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let p = pick_max(bn_relu(x[i], k), bn_relu(x[i + 1u], k), bn_relu(x[i + w], k), bn_relu(x[i + w + 1u], k));
+    out[pooled_index(cur, c)] = p.value;
+  }
+}
+
+// The pooled values of the two windows whose rows are x4[i] and x4[i + w4].
+fn pooled_pair(i: u32, w4: u32, k: Affine) -> vec2<f32> {
+  let p = pick_pair(bn_relu4(x4[i], k), bn_relu4(x4[i + w4], k));
+  return vec2<f32>(p.left.value, p.right.value);
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    out2[pooled_index(cur, c)] = pooled_pair(window_row(cur, c) / 4u + cur.u, w4, k);
+  }
+}
+
+// W % 8 == 0: a unit is four windows (two vec4s per row), its pooled values one vec4: fewer loads and stores of
+// the pooled tensors per input element than two windows.
+@compute @workgroup_size(WG)
+fn relu_max_pool_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    out4[pooled_index(cur, c)] = vec4<f32>(pooled_pair(i, w4, k), pooled_pair(i + 1u, w4, k));
+  }
+}
+
+fn store_pooled_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
+  let at = ((wid.y * qp.partials + wid.x) * WG + lid) * 2u;
+  partials[at] = acc.x;
+  partials[at + 1u] = acc.y;
+}
+
+// Per-channel sums of g and g * (x - mean) over the windows' winners (elements outside every window and losers
+// have g = 0), into the layout grad_finalize reads.
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w = qp.in_w;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let v = vec4<f32>(x[i], x[i + 1u], x[i + w], x[i + w + 1u]);
+    let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
+    acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+// (sum of g, sum of g * (x - mean)) over the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
+fn pair_sums(i: u32, w4: u32, k: Affine, g_pooled: vec2<f32>) -> vec2<f32> {
+  let top = x4[i];
+  let bottom = x4[i + w4];
+  let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), g_pooled);
+  let sum_g = g.top + g.bottom;
+  return vec2<f32>(sum_g.x + sum_g.y + sum_g.z + sum_g.w,
+                   dot(g.top, (top - k.pivot) - k.offset) + dot(g.bottom, (bottom - k.pivot) - k.offset));
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    acc += pair_sums(window_row(cur, c) / 4u + cur.u, w4, k, grad_out2[pooled_index(cur, c)]);
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_partials_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    let g = grad_out4[pooled_index(cur, c)];
+    acc += pair_sums(i, w4, k, g.xy) + pair_sums(i + 1u, w4, k, g.zw);
+  }
+  store_pooled_sums_partial(wid, lid, acc);
+}
+
+// dx as grad_input: scale * g + k_centred * ((x - pivot) - offset) + k_const in training, scale * g in evaluation.
+struct DxCoef { scale: f32, centred: f32, constant: f32 }
+
+fn dx_coef_of(c: u32, k: Affine) -> DxCoef {
+  if (!TRAINING) { return DxCoef(k.scale, 0.0, 0.0); }
+  return DxCoef(k.scale, dx_coef_in[c], dx_coef_in[qp.channels + c]);
+}
+
+fn dx_of(v: f32, g: f32, k: Affine, d: DxCoef) -> f32 {
+  if (!TRAINING) { return d.scale * g; }
+  return d.scale * g + d.centred * ((v - k.pivot) - k.offset) + d.constant;
+}
+
+fn dx_of4(v: vec4<f32>, g: vec4<f32>, k: Affine, d: DxCoef) -> vec4<f32> {
+  if (!TRAINING) { return d.scale * g; }
+  return d.scale * g + d.centred * ((v - k.pivot) - k.offset) + d.constant;
+}
+
+// Each unit writes its window's four dx, and the last window of a row (column) also the uncovered last column
+// (row) beside it (g = 0 there), so every dx element is written exactly once.
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w = qp.in_w;
+  let odd_col = (w & 1u) == 1u;
+  let odd_row = (qp.in_h & 1u) == 1u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) + 2u * cur.u;
+    let v = vec4<f32>(x[i], x[i + 1u], x[i + w], x[i + w + 1u]);
+    let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
+    let dx = dx_of4(v, g, k, d);
+    out[i] = dx.x;
+    out[i + 1u] = dx.y;
+    out[i + w] = dx.z;
+    out[i + w + 1u] = dx.w;
+    let last_col = odd_col && cur.u == qp.row_units - 1u;
+    let last_row = odd_row && cur.oy == qp.out_h - 1u;
+    if (last_col) {
+      out[i + 2u] = dx_of(x[i + 2u], 0.0, k, d);
+      out[i + w + 2u] = dx_of(x[i + w + 2u], 0.0, k, d);
+    }
+    if (last_row) {
+      out[i + 2u * w] = dx_of(x[i + 2u * w], 0.0, k, d);
+      out[i + 2u * w + 1u] = dx_of(x[i + 2u * w + 1u], 0.0, k, d);
+    }
+    if (last_col && last_row) { out[i + 2u * w + 2u] = dx_of(x[i + 2u * w + 2u], 0.0, k, d); }
+  }
+}
+
+// dx of the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
+fn pair_dx(i: u32, w4: u32, k: Affine, d: DxCoef, g_pooled: vec2<f32>) {
+  let top = x4[i];
+  let bottom = x4[i + w4];
+  let g = route_pair(pick_pair(bn_relu4(top, k), bn_relu4(bottom, k)), g_pooled);
+  out4[i] = dx_of4(top, g.top, k, d);
+  out4[i + w4] = dx_of4(bottom, g.bottom, k, d);
+}
+
+// dx of an uncovered last row's vec4 (no pooled gradient).
+fn uncovered_dx4(i: u32, k: Affine, d: DxCoef) {
+  out4[i] = dx_of4(x4[i], vec4<f32>(0.0), k, d);
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  let odd_row = (qp.in_h & 1u) == 1u; // W % 4 == 0: no uncovered column
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + cur.u;
+    pair_dx(i, w4, k, d, grad_out2[pooled_index(cur, c)]);
+    if (odd_row && cur.oy == qp.out_h - 1u) { uncovered_dx4(i + 2u * w4, k, d); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn relu_max_pool_grad_input_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.y;
+  let k = affine_of(c);
+  let d = dx_coef_of(c, k);
+  let st = pool_step();
+  let w4 = qp.in_w / 4u;
+  let odd_row = (qp.in_h & 1u) == 1u;
+  for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
+    let i = window_row(cur, c) / 4u + 2u * cur.u;
+    let g = grad_out4[pooled_index(cur, c)];
+    pair_dx(i, w4, k, d, g.xy);
+    pair_dx(i + 1u, w4, k, d, g.zw);
+    if (odd_row && cur.oy == qp.out_h - 1u) {
+      uncovered_dx4(i + 2u * w4, k, d);
+      uncovered_dx4(i + 2u * w4 + 1u, k, d);
+    }
   }
 }

@@ -28,9 +28,13 @@ export class Hw13Sample extends Classifier {
   forwardFeatures(x: Tensor): Features {
     const maps: Record<string, Tensor> = {};
     const stageEnds: Record<number, string> = { 2: 'stage1', 6: 'stage2', 10: 'stage3', 14: 'stage4' };
-    const h = this.cnn.forwardEach(x, (i, out) => {
-      if (stageEnds[i]) maps[stageEnds[i]] = out;
-    });
+    const h = this.cnn.forwardEach(
+      x,
+      (i, out) => {
+        if (stageEnds[i]) maps[stageEnds[i]] = out;
+      },
+      (i) => i in stageEnds, // the other outputs may stay unbuilt (BN-ReLU-pool runs fused)
+    );
     const embedding = this.pool.forward(h).reshape([h.shape[0], -1]);
     return { logits: this.fc.forward(embedding), embedding, maps };
   }

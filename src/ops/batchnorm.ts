@@ -1,5 +1,6 @@
 // BatchNorm2d (PyTorch's F.batch_norm on NCHW input), forward and backward side by side, with an optional fused
-// ReLU (F.relu(F.batch_norm(...)) in the same kernels).
+// ReLU (F.relu(F.batch_norm(...)) in the same kernels), and batchNormReluMaxPool2d: F.max_pool2d(F.relu(
+// F.batch_norm(...)), 2) without the full-size activation or an arg-max (the backward recomputes the winners).
 //
 // Training mode normalises with the batch mean and biased variance over (N, H, W) and updates the running
 // statistics in place (unbiased variance); evaluation mode normalises with the running statistics. Every
@@ -41,7 +42,7 @@ function layoutOf(x: Tensor): Layout {
 }
 
 // The vec4 entries see the same tensors through these bindings.
-const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', y_saved: 'y_saved4', out: 'out4' };
+const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', out: 'out4' };
 
 /** Arithmetic per element of each per-element pass, as the scalar kernel writes it (ReLU's max or mask adds one;
  * evaluation-mode grad_input is a single multiply): the profiler's FLOP count. */
@@ -93,9 +94,31 @@ function perChannelParams(l: Layout, weight: Tensor | null, bias: Tensor | null,
   };
 }
 
-function checkPerChannel(name: string, t: Tensor | null, channels: number): void {
+function checkPerChannel(op: string, name: string, t: Tensor | null, channels: number): void {
   if (t && (t.numel !== channels || t.dtype !== 'f32')) {
-    throw new Error(`batchNorm2d: ${name} must be an f32 tensor of ${channels} values (one per channel), got ${t}`);
+    throw new Error(`${op}: ${name} must be an f32 tensor of ${channels} values (one per channel), got ${t}`);
+  }
+}
+
+function checkBatchNormArgs(
+  op: string,
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  options: { training: boolean },
+): void {
+  if (x.ndim !== 4) throw new Error(`${op}: expected input [N, C, H, W], got ${shapeStr(x.shape)}`);
+  const l = layoutOf(x);
+  checkPerChannel(op, 'runningMean', runningMean, l.channels);
+  checkPerChannel(op, 'runningVar', runningVar, l.channels);
+  checkPerChannel(op, 'weight', weight, l.channels);
+  checkPerChannel(op, 'bias', bias, l.channels);
+  if (!runningMean !== !runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
+  if (!options.training && !runningMean) throw new Error(`${op}: runningMean and runningVar are required in evaluation mode`);
+  if (options.training && l.count < 2) {
+    throw new Error(`${op}: expected more than 1 value per channel when training, got input ${shapeStr(x.shape)}`);
   }
 }
 
@@ -160,13 +183,11 @@ export interface BatchNormGrads {
 }
 
 /**
- * Gradients of batchNorm2d given the per-channel constants (from batchNormStats), the op's output (read only with
- * the fused ReLU, as its mask) and the output gradient. Exported for the benchmarks; batchNorm2d records it on the
- * tape.
+ * Gradients of batchNorm2d given the per-channel constants (from batchNormStats) and the output gradient (with the
+ * fused ReLU, the mask is recomputed from x). Exported for the benchmarks; batchNorm2d records it on the tape.
  */
 export function batchNormBackward(
   x: Tensor,
-  output: Tensor,
   stats: Tensor,
   gradOut: Tensor,
   options: { training: boolean; relu?: boolean },
@@ -175,8 +196,7 @@ export function batchNormBackward(
   const l = layoutOf(x);
   const dev = x.device;
   const { training, relu = false } = options;
-  // Without the ReLU the mask binding y_saved is filled with gradOut (never read then).
-  const common = { x, grad_out: gradOut, y_saved: relu ? output : gradOut, stats_in: stats };
+  const common = { x, grad_out: gradOut, stats_in: stats };
   // Training needs the per-channel sums for dx too; evaluation only for the weight and bias gradients.
   const needSums = wanted.weight || wanted.bias || (training && wanted.x);
   let gradWeight: Tensor | null = null; // = sum of g * x_hat
@@ -224,17 +244,7 @@ export function batchNorm2d(
   bias: Tensor | null,
   options: BatchNormOptions,
 ): Tensor {
-  if (x.ndim !== 4) throw new Error(`batchNorm2d: expected input [N, C, H, W], got ${shapeStr(x.shape)}`);
-  const l = layoutOf(x);
-  checkPerChannel('runningMean', runningMean, l.channels);
-  checkPerChannel('runningVar', runningVar, l.channels);
-  checkPerChannel('weight', weight, l.channels);
-  checkPerChannel('bias', bias, l.channels);
-  if (!runningMean !== !runningVar) throw new Error('batchNorm2d: give both runningMean and runningVar, or neither');
-  if (!options.training && !runningMean) throw new Error('batchNorm2d: runningMean and runningVar are required in evaluation mode');
-  if (options.training && l.count < 2) {
-    throw new Error(`batchNorm2d: expected more than 1 value per channel when training, got input ${shapeStr(x.shape)}`);
-  }
+  checkBatchNormArgs('batchNorm2d', x, runningMean, runningVar, weight, bias, options);
   if (x.numel === 0) return Tensor.empty(x.shape, { device: x.device });
 
   const stats = batchNormStats(x, runningMean, runningVar, weight, bias, options);
@@ -246,7 +256,166 @@ export function batchNorm2d(
     options.relu ? 'batch_norm_relu' : 'batch_norm',
     inputs,
     (g) => {
-      const grads = batchNormBackward(x, out, stats, g, options, {
+      const grads = batchNormBackward(x, stats, g, options, {
+        x: x.requiresGrad,
+        weight: !!weight?.requiresGrad,
+        bias: !!bias?.requiresGrad,
+      });
+      stats.dispose(); // the graph is used once
+      return [grads.gradX, ...(weight ? [grads.gradWeight] : []), ...(bias ? [grads.gradBias] : [])];
+    },
+    [stats],
+  );
+  if (!out.node) stats.dispose(); // nothing will run the backward
+  return out;
+}
+
+// ---- fused with ReLU and a 2x2 / stride-2 max pool ----------------------------------------------------------------
+
+interface PooledLayout {
+  bn: Layout; // the batch norm's view of x (statistics pass, grad_finalize)
+  outH: number;
+  outW: number;
+  path: 'scalar' | 'vec4' | 'wide'; // a unit: one window; two (W % 4 == 0, one vec4 per row); four (W % 8 == 0)
+  rowUnits: number; // units per pooled row
+  count: number; // units per channel
+  chunk: number; // units per workgroup
+  partials: number;
+}
+
+function pooledLayoutOf(x: Tensor): PooledLayout {
+  const [batch, , h, w] = x.shape;
+  const bn = layoutOf(x);
+  const outH = Math.floor(h / 2);
+  const outW = Math.floor(w / 2);
+  const path = w % 8 === 0 ? 'wide' : w % 4 === 0 ? 'vec4' : 'scalar';
+  const windows = { scalar: 1, vec4: 2, wide: 4 }[path]; // per unit
+  const rowUnits = outW / windows;
+  const count = batch * outH * rowUnits;
+  const chunk = CHUNK / (4 * windows); // the same number of input elements per workgroup as the chunked passes
+  return { bn, outH, outW, path, rowUnits, count, chunk, partials: Math.max(1, Math.ceil(count / chunk)) };
+}
+
+// How each path's entries see the tensors: x and dx as vec4s, the pooled ones as vec2s (_vec4) or vec4s (_wide).
+const POOLED_BINDING: Record<PooledLayout['path'], Record<string, string>> = {
+  scalar: { pooled_out: 'out' },
+  vec4: { x: 'x4', out: 'out4', grad_out: 'grad_out2', pooled_out: 'out2' },
+  wide: { x: 'x4', out: 'out4', grad_out: 'grad_out4', pooled_out: 'out4' },
+};
+
+/** Arithmetic per input element of each pooled pass: bn + relu (5), the window's compares (3 per 4), and the
+ * gradient sums (2 per window) / dx (5): the profiler's FLOP count. */
+const POOLED_FLOPS_PER_ELEMENT: Record<string, number> = {
+  relu_max_pool: 5.75,
+  relu_max_pool_grad_partials: 6.5,
+  relu_max_pool_grad_input: 10.75,
+};
+
+function dispatchPooled(p: PooledLayout, entry: string, bindings: Record<string, Tensor>, variant?: Record<string, number>): void {
+  const table = POOLED_BINDING[p.path];
+  const named = Object.fromEntries(Object.entries(bindings).map(([k, t]) => [table[k] ?? k, t]));
+  const [, , h, w] = bindings.x.shape;
+  bindings.x.device.dispatch('batchnorm', p.path === 'scalar' ? entry : `${entry}_${p.path}`, {
+    bindings: named,
+    params: {
+      channels: p.bn.channels,
+      in_h: h,
+      in_w: w,
+      out_h: p.outH,
+      row_units: p.rowUnits,
+      count: p.count,
+      chunk: p.chunk,
+      partials: p.partials,
+    },
+    workgroups: [p.partials, p.bn.channels],
+    constants: variant,
+    cost: { flops: Math.round(bindings.x.numel * POOLED_FLOPS_PER_ELEMENT[entry]) },
+  });
+}
+
+/** F.max_pool2d(F.relu(y), 2) for y = batch_norm(x) with the per-channel constants of batchNormStats: one pass over
+ * x, only the pooled output written. */
+export function batchNormReluMaxPoolApply(x: Tensor, stats: Tensor): Tensor {
+  const p = pooledLayoutOf(x);
+  const out = Tensor.empty([x.shape[0], x.shape[1], p.outH, p.outW], { device: x.device });
+  dispatchPooled(p, 'relu_max_pool', { x, stats_in: stats, pooled_out: out });
+  return out;
+}
+
+/**
+ * Gradients of batchNormReluMaxPool2d from x, the per-channel constants and the pooled output's gradient: each
+ * window's winner is recomputed from x, no activation or arg-max is saved. Exported for the benchmarks.
+ */
+export function batchNormReluMaxPoolBackward(
+  x: Tensor,
+  stats: Tensor,
+  gradOut: Tensor,
+  options: { training: boolean },
+  wanted: { x: boolean; weight: boolean; bias: boolean },
+): BatchNormGrads {
+  const p = pooledLayoutOf(x);
+  const dev = x.device;
+  const { training } = options;
+  const common = { x, grad_out: gradOut, stats_in: stats };
+  const needSums = wanted.weight || wanted.bias || (training && wanted.x);
+  let gradWeight: Tensor | null = null;
+  let gradBias: Tensor | null = null;
+  let dxCoef: Tensor | null = null;
+  if (needSums) {
+    const partials = Tensor.empty([p.bn.channels, p.partials * WG, 2], { device: dev });
+    dispatchPooled(p, 'relu_max_pool_grad_partials', { ...common, partials });
+    gradWeight = Tensor.empty([p.bn.channels], { device: dev });
+    gradBias = Tensor.empty([p.bn.channels], { device: dev });
+    dxCoef = Tensor.empty([2, p.bn.channels], { device: dev });
+    dev.dispatch('batchnorm', 'grad_finalize', {
+      bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
+      params: { ...perChannelParams(p.bn, null, null), partials: p.partials },
+      workgroups: p.bn.channels,
+    });
+    partials.dispose();
+  }
+  let gradX: Tensor | null = null;
+  if (wanted.x) {
+    gradX = Tensor.empty(x.shape, { device: dev });
+    // Evaluation mode never reads dx_coef_in (filled with stats then).
+    dispatchPooled(p, 'relu_max_pool_grad_input', { ...common, dx_coef_in: dxCoef ?? stats, out: gradX }, { TRAINING: training ? 1 : 0 });
+  }
+  dxCoef?.dispose();
+  if (!wanted.weight) gradWeight?.dispose();
+  if (!wanted.bias) gradBias?.dispose();
+  return { gradX, gradWeight: wanted.weight ? gradWeight : null, gradBias: wanted.bias ? gradBias : null };
+}
+
+/**
+ * F.max_pool2d(F.relu(F.batch_norm(x, ...)), kernel_size=2, stride=2) in fewer passes: the statistics pass, then
+ * one kernel that writes only the pooled output. Same arguments and modes as batchNorm2d (running statistics
+ * updated in training mode); the pool's tie rule is max_pool2d's (the first maximum in row-major order). H and W
+ * must be at least 2; an odd last row or column is dropped by the pool (floor mode) but still normalised with
+ * the batch (and gets the statistics' gradient).
+ */
+export function batchNormReluMaxPool2d(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  options: Omit<BatchNormOptions, 'relu'>,
+): Tensor {
+  checkBatchNormArgs('batchNormReluMaxPool2d', x, runningMean, runningVar, weight, bias, options);
+  if (x.shape[2] < 2 || x.shape[3] < 2) {
+    throw new Error(`batchNormReluMaxPool2d: input ${shapeStr(x.shape)} is too small for a 2x2 max pool`);
+  }
+  if (x.numel === 0) return Tensor.empty([x.shape[0], x.shape[1], Math.floor(x.shape[2] / 2), Math.floor(x.shape[3] / 2)], { device: x.device });
+
+  const stats = batchNormStats(x, runningMean, runningVar, weight, bias, options);
+  const out = batchNormReluMaxPoolApply(x, stats);
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  record(
+    out,
+    'batch_norm_relu_max_pool2d',
+    inputs,
+    (g) => {
+      const grads = batchNormReluMaxPoolBackward(x, stats, g, options, {
         x: x.requiresGrad,
         weight: !!weight?.requiresGrad,
         bias: !!bias?.requiresGrad,
