@@ -235,10 +235,14 @@ export class JsonStudent extends Classifier {
 
   forwardFeatures(x: Tensor): Features {
     const maps: Record<string, Tensor> = {};
-    const h = this.features.forwardEach(x, (i, out) => {
-      const name = this.mapAt.get(i);
-      if (name) maps[name] = out;
-    });
+    const h = this.features.forwardEach(
+      x,
+      (i, out) => {
+        const name = this.mapAt.get(i);
+        if (name) maps[name] = out;
+      },
+      (i) => this.mapAt.has(i), // only named maps must exist: other BN, ReLU, pool triples fuse
+    );
     const embedding = h.reshape([h.shape[0], -1]);
     return { logits: this.fc.forward(embedding), embedding, maps };
   }
