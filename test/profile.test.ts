@@ -81,6 +81,20 @@ describe('FLOP and byte accounting (by hand: one multiply-add = 2 FLOPs; bytes =
 });
 
 describe('wgkd profile on the demo settings (dwpw, kd+rkd, shipped teacher, batch 64)', () => {
+  it('--first-step profiles the run\'s very first step (no warm-up, no unprofiled step)', async () => {
+    let steps = 0;
+    const result = await profileTraining(
+      device(),
+      { dataset: 'fashion-mnist', model: 'dwpw', recipe: 'kd', teacher: SHIPPED_TEACHER.outputs, batch: 8, lr: 6e-3 },
+      { steps: 3, warmup: 2, firstStep: true, roofline: false, log: (l) => { if (/^step /.test(l)) steps++; } },
+    );
+    expect(steps).toBe(1); // steps and warmup are ignored: one step ran, and it was profiled
+    expect(result.profiled.length).toBe(1);
+    expect(Number.isNaN(result.unprofiledStepMs)).toBe(true);
+    expect(result.text).toMatch(/profile of the first training step/);
+    expect(result.step.dispatches.length).toBeGreaterThan(50);
+  });
+
   it('times every dispatch of a step once, labels it, and its trace matches its table', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wgkd-profile-test-'));
     const tracePath = join(dir, 'trace.json');

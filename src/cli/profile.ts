@@ -23,17 +23,19 @@ export function profileCommands(trainSchema: Record<string, FlagType>, deviceOpt
       summary: 'time every dispatch of real training steps on the GPU: table per dispatch, totals, trace, timeline',
       usage:
         'wgkd profile [every wgkd train option: --model --recipe --teacher --batch ...] [--steps 3] [--warmup 2]\n' +
-        '             [--trace FILE.json] [--timeline FILE.png] [--json] [--no-roofline]\n' +
+        '             [--first-step] [--trace FILE.json] [--timeline FILE.png] [--json] [--no-roofline]\n' +
+        '  --first-step: profile the first step itself (where a driver compiles pipelines at their first dispatch)\n' +
         '  --trace: Chrome Trace Event JSON (ui.perfetto.dev, chrome://tracing); --timeline: a PNG of the step',
       run: async (args) => {
-        const flags = parseFlags(args, { ...trainSchema, steps: 'number', warmup: 'number', trace: 'string', timeline: 'string', json: 'boolean', noRoofline: 'boolean' }, 'profile');
-        const { config: _c, backend: _b, adapter: _a, power: _p, steps, warmup, trace, timeline, json, noRoofline, ...overrides } = flags;
+        const flags = parseFlags(args, { ...trainSchema, steps: 'number', warmup: 'number', trace: 'string', timeline: 'string', json: 'boolean', noRoofline: 'boolean', firstStep: 'boolean' }, 'profile');
+        const { config: _c, backend: _b, adapter: _a, power: _p, steps, warmup, firstStep, trace, timeline, json, noRoofline, ...overrides } = flags;
         checkTrainOptions(overrides, 'profile', kebab);
         const fromFile = flags.config ? readConfigFile(String(flags.config)) : {};
         const dev = await open(flags);
         const result = await profileTraining(dev, { ...fromFile, ...(overrides as Partial<TrainConfig>) }, {
           steps: (steps as number | undefined) ?? 3,
           warmup: (warmup as number | undefined) ?? 2,
+          firstStep: Boolean(firstStep),
           trace: trace as string | undefined,
           timeline: timeline as string | undefined,
           json: Boolean(json),

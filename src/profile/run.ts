@@ -15,6 +15,9 @@ import { writeTimeline } from './timeline.js';
 export interface ProfileTrainingOptions {
   steps: number; // profiled steps (and as many unprofiled ones for the overhead)
   warmup: number;
+  /** Profile the very first step instead (steps and warmup ignored): drivers that compile a pipeline at its first
+   * dispatch (lavapipe) show each pipeline's compile time in its dispatch's row. */
+  firstStep?: boolean;
   trace?: string;
   timeline?: string;
   json?: boolean;
@@ -35,7 +38,7 @@ export async function profileTraining(dev: Device, config: Partial<TrainConfig>,
   const log = o.log ?? (() => {});
   if (!(o.steps >= 1) || !(o.warmup >= 0)) throw new Error(`profile: --steps must be >= 1 and --warmup >= 0, got ${o.steps} and ${o.warmup}`);
   const ceiling = o.roofline === false ? null : await roofline(dev, { log: (l) => log(`roofline: ${l} (cached afterwards)`) });
-  const total = o.warmup + 2 * o.steps;
+  const total = o.firstStep ? 1 : o.warmup + 2 * o.steps;
   const batch = config.batch ?? 64;
   const out = mkdtempSync(join(tmpdir(), 'wgkd-profile-'));
   const unprofiledMs: number[] = [];
@@ -64,7 +67,7 @@ export async function profileTraining(dev: Device, config: Partial<TrainConfig>,
             uninstrument = () => undo.forEach((u) => u());
           },
           beforeStep: () => {
-            if (step >= o.warmup + o.steps) session = startProfile(dev);
+            if (o.firstStep || step >= o.warmup + o.steps) session = startProfile(dev);
             t0 = performance.now();
           },
           afterStep: async () => {
@@ -85,10 +88,10 @@ export async function profileTraining(dev: Device, config: Partial<TrainConfig>,
   }
   if (profiled.length === 0) throw new Error('profile: no step was profiled (the run stopped early)');
   const chosen = [...profiled].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(profiled.length / 2)];
-  const unprofiledStepMs = median(unprofiledMs);
+  const unprofiledStepMs = o.firstStep ? Number.NaN : median(unprofiledMs);
   const text = o.json
     ? JSON.stringify({ ...summarize(chosen, ceiling), step: { ...chosen, dispatches: undefined }, unprofiledStepMs, roofline: ceiling })
-    : formatReport(chosen, { roofline: ceiling, unprofiledStepMs, title: `profile of one training step (median of ${profiled.length} profiled, after ${o.warmup} warm-up)` });
+    : formatReport(chosen, { roofline: ceiling, unprofiledStepMs, title: o.firstStep ? 'profile of the first training step (compiles included)' : `profile of one training step (median of ${profiled.length} profiled, after ${o.warmup} warm-up)` });
   if (o.trace) writeFileSync(o.trace, `${JSON.stringify(chromeTrace(chosen))}\n`);
   if (o.timeline) await writeTimeline(o.timeline, chosen, `${config.model ?? 'dwpw'} training step`);
   return { step: chosen, profiled, unprofiledStepMs, roofline: ceiling, text };
