@@ -6,6 +6,7 @@
 //           only scalarises loads at constant addresses), and each row of input under the PB pixels is loaded
 //           once into a register window that all KW kernel columns reuse.
 // depthwise groups == C: the same windows, one channel per workgroup row.
+// (stems, groups 1 with few weights, have a forward of their own in conv_subgroups.wgsl on devices with subgroups.)
 // (pointwise 1x1 convolutions go through the GEMM in matmul.wgsl.)
 //
 // Input gradients are gathers over output positions (each dx element written once, no atomics). With stride s

@@ -2,7 +2,9 @@
 // - pointwise (1x1, stride 1, no padding, no dilation, groups 1): GEMMs through gemm() from matmul.ts;
 // - depthwise (groups == C, more than one channel): a direct kernel with register windows (shaders/conv.wgsl);
 // - general (anything else): implicit GEMM with register blocking, no im2col buffer; the input gradient of
-//   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead.
+//   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead, and the
+//   forward of groups-1 convolutions with few weights (stems) by all output channels per invocation
+//   (shaders/conv_subgroups.wgsl, on devices with subgroups).
 // Weight and bias gradients are chunked parallel reductions with a fixed-order second pass: deterministic.
 // convTranspose2d (torch's conv_transpose2d) runs on the same kernels: its forward is conv2d's input gradient.
 import type { BufferLike, Device } from '../gpu/device.js';
@@ -17,10 +19,11 @@ export interface Conv2dOptions {
   dilation?: number | [number, number];
   groups?: number;
   /** Testing/benchmarking only: force a path. Default 'auto'. */
-  impl?: 'auto' | 'general' | 'depthwise' | 'pointwise';
+  impl?: 'auto' | 'general' | 'stem' | 'depthwise' | 'pointwise';
 }
 
-type Path = 'general' | 'depthwise' | 'pointwise';
+// 'stem' is the general path with the stem forward where the device has subgroups (see isStem).
+type Path = 'general' | 'stem' | 'depthwise' | 'pointwise';
 
 /** Everything the kernels need to know about one convolution. */
 interface Geometry {
@@ -70,6 +73,12 @@ const MIN_CHUNK_PIXELS = 16384;
 // The bias-only reduction has no tree: plane segments of this many pixels keep its workgroups many.
 const BIAS_SEGMENT_PIXELS = 4096;
 const MAX_CHUNKS = 256;
+// Stem forward (conv_subgroups.wgsl): accumulators per invocation (4 x MAX_STEM_ACC4) and weight chunks per kernel
+// row (O x kW, MAX_CHUNKS x 4 lanes); at most MAX_STEM_WEIGHTS weights keeps its registers and unrolled body
+// moderate.
+const MAX_STEM_ACC = 128;
+const MAX_STEM_WEIGHTS = 512;
+const MAX_STEM_ROW_WEIGHTS = 256;
 
 function pair(v: number | [number, number] | undefined, fallback: number, what: string): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -140,6 +149,10 @@ function isDepthwise(g: Geometry): boolean {
 
 function choosePath(g: Geometry, impl: Conv2dOptions['impl'] = 'auto'): Path {
   if (impl === 'general') return 'general';
+  if (impl === 'stem') {
+    if (!isStem(g)) throw new Error(`conv2d: impl "stem" needs groups 1 and at most ${MAX_STEM_WEIGHTS} weights`);
+    return 'stem';
+  }
   if (impl === 'pointwise') {
     if (!isPointwise(g)) throw new Error('conv2d: impl "pointwise" needs a 1x1 kernel, stride 1, padding 0, dilation 1, groups 1');
     return 'pointwise';
@@ -154,7 +167,51 @@ function choosePath(g: Geometry, impl: Conv2dOptions['impl'] = 'auto'): Path {
   if (isPointwise(g)) return 'pointwise';
   // One channel (groups == C == 1) is better served by the general kernel, which reuses each input over 4 outputs.
   if (g.c > 1 && isDepthwise(g)) return 'depthwise';
-  return 'general';
+  return isStem(g) ? 'stem' : 'general';
+}
+
+/**
+ * Stems: groups 1 and few weights (O x cg x kH x kW <= MAX_STEM_WEIGHTS, e.g. 3->16 or 1->32 3x3, and O <= 32).
+ * Their forward holds every output channel in one invocation, so each input window loaded serves all O channels,
+ * and the weights, the same for every invocation, are loaded once per subgroup and shuffled: fewer loads per
+ * multiply-add on any device, at a register cost (4 x O accumulators or more) that these bounds keep moderate.
+ */
+function isStem(g: Geometry): boolean {
+  return g.groups === 1 && g.o * g.cg * g.kh * g.kw <= MAX_STEM_WEIGHTS &&
+    g.o * 4 <= MAX_STEM_ACC && g.o * g.kw <= MAX_STEM_ROW_WEIGHTS && span(g, 4) <= MAX_WINDOW;
+}
+
+/** Whether rows of x and y are whole aligned vec4s for pixel blocks of PB (conv_subgroups.wgsl: load_x_row). */
+function vecRows(g: Geometry, pb: number, x: BufferLike, y: BufferLike): boolean {
+  return pb % 4 === 0 && g.w % 4 === 0 && g.ow % 4 === 0 && x.byteOffset % 16 === 0 && y.byteOffset % 16 === 0;
+}
+
+/** Override constants of the vec4 row windows: VEC, and XOFF = (-pw) mod 4. */
+function vecConstants(vec: boolean, g: Geometry): Record<string, number> {
+  return { VEC: vec ? 1 : 0, XOFF: (4 - (g.pw % 4)) % 4 };
+}
+
+const subgroupSupport = new WeakMap<Device, number>();
+
+/**
+ * Lanes that share one chunk of weights in the stem forward (shaders/conv_subgroups.wgsl): the smallest subgroup
+ * size, at most 8; 0 when the device has no subgroups (or subgroups under 4), and the stem forward falls back to
+ * the general kernel.
+ */
+function subgroupLanes(dev: Device): number {
+  let lanes = subgroupSupport.get(dev);
+  if (lanes === undefined) {
+    const minSize = (dev.adapter.info as { subgroupMinSize?: number }).subgroupMinSize ?? 0;
+    const ok = dev.shaders.has('conv_subgroups') && dev.device.features.has('subgroups' as GPUFeatureName) && minSize >= 4;
+    lanes = ok ? Math.min(8, minSize) : 0;
+    subgroupSupport.set(dev, lanes);
+  }
+  return lanes;
+}
+
+/** Pixels per invocation of the stem forward: 8 or 4 (its vec4 accumulators), O x PB of them in MAX_STEM_ACC. */
+function stemForwardBlock(g: Geometry): number {
+  return g.o * 8 <= MAX_STEM_ACC && span(g, 8) <= MAX_WINDOW && g.ow > 4 ? 8 : 4;
 }
 
 /** Uniform parameters: the geometry plus the per-dispatch fields, all given (the uniform packer wants every field). */
@@ -257,6 +314,20 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
       });
       continue;
     }
+    if (path === 'stem' && subgroupLanes(dev) > 0 && xs.byteLength >= 16) { // x4 binds at least one vec4
+      const PB = stemForwardBlock(g);
+      const bpr = Math.ceil(g.ow / PB);
+      const blocks = s.count * g.oh * bpr;
+      const vec = vecRows(g, PB, xs, ys);
+      dev.dispatch('conv_subgroups', vec ? 'conv_forward_stem4' : 'conv_forward_stem', {
+        bindings: { x: xs, x4: xs, wt: weight, bias: bias ?? weight, ...(vec ? { out4: ys } : { out: ys }) },
+        params: params(gs, { has_bias: bias ? 1 : 0, bpr, rows: g.oh, n_blocks: blocks }),
+        workgroups: pixelGrid(blocks, 1),
+        constants: { ...widthConstants(g), ...vecConstants(vec, g), PB, KH: g.kh, CG: g.cg, OC: g.o, WL: subgroupLanes(dev) },
+        cost: { flops: convFlops(g, s.count) },
+      });
+      continue;
+    }
     const depthwise = path === 'depthwise';
     const OB = depthwise ? 1 : Math.min(4, g.og);
     const PB = pixelBlock(g, 4);
@@ -343,7 +414,7 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
       gemm(dev, { a: weight, b: gs, out: dxs, batch: s.count, m: g.c, n: hw, k: g.o, aStrides: [0, 1, g.c], bStrides: [g.o * hw, hw, 1] });
       continue;
     }
-    const tiles = path === 'general' ? tilePlan(g) : null;
+    const tiles = path === 'general' || path === 'stem' ? tilePlan(g) : null;
     if (tiles) {
       const rows = Math.ceil(g.h / tiles.TH);
       const bpr = Math.ceil(g.w / tiles.TW);
@@ -517,7 +588,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
       if (weight.requiresGrad) dw = weightGradPointwise(dev, g, gy, x);
       if (wantBias) db = biasGrad(dev, g, gy);
     } else if (weight.requiresGrad) {
-      [dw, db] = weightGrad(dev, path, g, gy, x, wantBias); // db comes from the same pass over gy
+      [dw, db] = weightGrad(dev, path === 'stem' ? 'general' : path, g, gy, x, wantBias); // db comes from the same pass over gy
     } else if (wantBias) {
       db = biasGrad(dev, g, gy);
     }
