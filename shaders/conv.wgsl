@@ -6,6 +6,9 @@
 //           only scalarises loads at constant addresses), and each row of input under the PB pixels is loaded
 //           once into a register window that all KW kernel columns reuse.
 // depthwise groups == C: the same windows, one channel per workgroup row.
+// stem      groups 1 and few weights (the first layer): the forward holds all output channels per invocation
+//           and the weight gradient a tile of output channels x all taps, with the input rows spelled out so
+//           weight loads (forward) and accumulators (weight gradient) have constant indices.
 // (pointwise 1x1 convolutions go through the GEMM in matmul.wgsl.)
 //
 // Input gradients are gathers over output positions (each dx element written once, no atomics). With stride s
@@ -49,6 +52,10 @@ struct Conv {
 @group(0) @binding(5) var<storage, read> partials: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out_bias: array<f32>;
+// vec4 views of x, gy and out for kernels whose rows are whole aligned vec4s (VEC): one load or store per 4 floats.
+@group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> gy4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 64u;
 const MAX_BLOCK: u32 = 32u;   // register block capacity: OB * PB
@@ -59,6 +66,13 @@ const MAX_WACC: u32 = 72u;    // general weight gradient: OB * RB * KW accumulat
 const TREE_ROWS: u32 = 40u;   // values one shared-memory tree reduces at a time
 const MAX_TILE: u32 = 128u;   // tile input gradient: CB * TH * TW accumulators
 const MAX_TILE_WIN: u32 = 64u; // tile input gradient: WR * WC window values
+const MAX_STEM_ROWS: u32 = 12u;  // stem kernels: CG * KH input rows, spelled out
+const MAX_STEM_FACC4: u32 = 32u; // stem forward: OC * PB / 4 vec4 accumulators
+const MAX_STEM_ACC4: u32 = 216u; // stem weight gradient: OC * CG * KH * KW vec4 accumulators
+const MAX_STEM_TOTALS: u32 = 232u; // stem weight gradient: those and OC bias sums
+const MAX_STEM_GV4: u32 = 32u;  // stem weight gradient: OC * PB / 4 vec4s of gy
+const MAX_STEM_OC: u32 = 16u;   // stem weight gradient: OC
+const MAX_QUADS: u32 = 9u;    // vec4s under a row window: (XOFF + SPAN + 3) / 4
 
 override OB: u32 = 4u;        // channels per invocation (output channels; input channels for dX)
 override PB: u32 = 4u;        // pixels per invocation along a row
@@ -79,6 +93,10 @@ override WR: u32 = 4u;        // tile input gradient: gy window rows and columns
 override WC: u32 = 10u;
 override WIN_OH: i32 = -1;    // tile input gradient: the window's first row and column, relative to ih0/SH, iw0/SW
 override WIN_OW: i32 = -1;
+override CG: u32 = 1u;        // stem kernels: input channels (groups 1)
+override OC: u32 = 16u;       // stem kernels: output channels per invocation (forward: all of them)
+override VEC: bool = false;   // rows of x and of out / gy are whole vec4s, and so are pixel blocks (PB % 4 == 0)
+override XOFF: u32 = 0u;      // VEC: column of a row window's first input within its vec4 ((-pw) mod 4)
 override SPAN: u32 = (PB - 1u) * SW + (KW - 1u) * DW + 1u;   // input columns under PB outputs
 
 // Workgroup index over x, folded with z past 65,535 workgroups.
@@ -95,6 +113,24 @@ fn load_x_window(plane: u32, ih: i32, iw0: i32) -> array<f32, MAX_WIN> {
     let iw = iw0 + i32(q);
     win[q] = select(0.0, x[u32(max(row + iw, 0))], row_ok && iw >= 0 && iw < i32(p.w));
   }
+  return win;
+}
+
+// load_x_window, but through x4 when VEC: the window starts XOFF into a vec4 (iw0 = ow0*SW - pw with ow0 a
+// multiple of 4), so it takes (XOFF + SPAN + 3) / 4 loads instead of SPAN; a row's vec4s never straddle its ends.
+fn load_x_row(plane: u32, ih: i32, iw0: i32) -> array<f32, MAX_WIN> {
+  if (!VEC) { return load_x_window(plane, ih, iw0); }
+  var quads: array<vec4<f32>, MAX_QUADS>;
+  let row_ok = ih >= 0 && ih < i32(p.h);
+  let row = (i32(plane) + ih * i32(p.w)) / 4;   // exact: planes and rows are multiples of 4
+  let q0 = (iw0 - i32(XOFF)) / 4;                // exact
+  let quads_per_row = i32(p.w / 4u);
+  for (var k = 0u; k < (XOFF + SPAN + 3u) / 4u; k++) {
+    let q = q0 + i32(k);
+    quads[k] = select(vec4<f32>(0.0), x4[u32(max(row + q, 0))], row_ok && q >= 0 && q < quads_per_row);
+  }
+  var win: array<f32, MAX_WIN>;
+  for (var q = 0u; q < SPAN; q++) { win[q] = quads[(XOFF + q) / 4u][(XOFF + q) % 4u]; }
   return win;
 }
 
@@ -143,6 +179,94 @@ fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let base = ((n * p.o + o) * p.oh + oh) * p.ow;
     for (var j = 0u; j < PB; j++) {
       if (ow0 + j < p.ow) { out[base + ow0 + j] = acc[i * PB + j]; }
+    }
+  }
+}
+
+// The same sum for groups 1 and few weights (stems): each invocation owns all OC = O output channels of PB
+// pixels (4 or 8, in vec4 accumulators), so each input row window it loads serves every output channel. The
+// CG x KH input rows are spelled out (stem_forward_row(r) for r < MAX_STEM_ROWS, the extra calls empty), so
+// every weight index is a constant once the short loops in a row unroll: the same for every invocation, a
+// broadcast load even on drivers that turn a uniform load at a computed address into one load per invocation.
+// Two entry points, as a written binding has one type: conv_forward_stem4 stores vec4s (VEC), conv_forward_stem
+// floats. Grid: x (+z) over pixel blocks (n, oh, ow / PB).
+struct StemBlock {
+  n: u32,
+  oh: u32,
+  ow0: u32,
+}
+
+fn stem_block(pix: u32) -> StemBlock {
+  return StemBlock(pix / (p.bpr * p.oh), (pix / p.bpr) % p.oh, (pix % p.bpr) * PB);
+}
+
+// acc[i * PB/4 + q][e] += sum over kx of x[n, cl, oh*sh - ph + ky*dh, (ow0 + 4q + e)*SW - pw + kx*DW]
+//                                        * wt[i, cl, ky, kx]                  (row r = cl * KH + ky)
+fn stem_forward_row(r: u32, b: StemBlock, acc: ptr<function, array<vec4<f32>, MAX_STEM_FACC4>>) {
+  if (r >= CG * KH) { return; }
+  let plane = (b.n * p.c + r / KH) * p.h * p.w;
+  let win = load_x_row(plane, i32(b.oh * p.sh + (r % KH) * p.dh) - i32(p.ph), i32(b.ow0 * SW) - i32(p.pw));
+  let quads = PB / 4u;
+  for (var kx = 0u; kx < KW; kx++) {
+    var xs: array<vec4<f32>, 2>;                  // the inputs under pixels 4q.. at kernel column kx
+    for (var q = 0u; q < quads; q++) {
+      let c = (4u * q) * SW + kx * DW;
+      xs[q] = vec4<f32>(win[c], win[c + SW], win[c + 2u * SW], win[c + 3u * SW]);
+    }
+    for (var i = 0u; i < OC; i++) {
+      let wv = vec4<f32>(wt[(i * CG * KH + r) * KW + kx]);
+      for (var q = 0u; q < quads; q++) { (*acc)[i * quads + q] = fma(wv, xs[q], (*acc)[i * quads + q]); }
+    }
+  }
+}
+
+fn stem_forward_sums(b: StemBlock) -> array<vec4<f32>, MAX_STEM_FACC4> {
+  var acc: array<vec4<f32>, MAX_STEM_FACC4>;
+  for (var i = 0u; i < OC; i++) {
+    let bv = vec4<f32>(select(0.0, bias[i], p.has_bias == 1u));
+    for (var q = 0u; q < PB / 4u; q++) { acc[i * PB / 4u + q] = bv; }
+  }
+  stem_forward_row(0u, b, &acc);
+  stem_forward_row(1u, b, &acc);
+  stem_forward_row(2u, b, &acc);
+  stem_forward_row(3u, b, &acc);
+  stem_forward_row(4u, b, &acc);
+  stem_forward_row(5u, b, &acc);
+  stem_forward_row(6u, b, &acc);
+  stem_forward_row(7u, b, &acc);
+  stem_forward_row(8u, b, &acc);
+  stem_forward_row(9u, b, &acc);
+  stem_forward_row(10u, b, &acc);
+  stem_forward_row(11u, b, &acc);
+  return acc;
+}
+
+@compute @workgroup_size(64)
+fn conv_forward_stem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let b = stem_block(pix);
+  let acc = stem_forward_sums(b);
+  for (var i = 0u; i < OC; i++) {
+    let base = ((b.n * p.o + i) * p.oh + b.oh) * p.ow + b.ow0;
+    for (var j = 0u; j < PB; j++) {
+      if (b.ow0 + j < p.ow) { out[base + j] = acc[i * PB / 4u + j / 4u][j % 4u]; }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn conv_forward_stem4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+  let pix = flat_group(wid, nwg) * WG + lid;
+  if (pix >= p.n_blocks) { return; }
+  let b = stem_block(pix);
+  let acc = stem_forward_sums(b);
+  for (var i = 0u; i < OC; i++) {
+    let base = (((b.n * p.o + i) * p.oh + b.oh) * p.ow + b.ow0) / 4u;
+    for (var q = 0u; q < PB / 4u; q++) {
+      if (b.ow0 + q * 4u < p.ow) { out4[base + q] = acc[i * PB / 4u + q]; }
     }
   }
 }
@@ -431,6 +555,128 @@ fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     } else if (lid < count && v < n_values) {
       let o = o0 + v - n_acc;
       if (p.has_bias == 1u && cl == 0u && ky0 == 0u && o <= o_last) { out[dst + p.n_weight + o] = tree[lid * WG]; }
+    }
+    workgroupBarrier();   // the totals are read before the next round overwrites the tree
+  }
+}
+
+// partials as in conv_backward_weight, for groups 1 and few weights (stems): a job is a block of OC output
+// channels with every CG x KH x KW tap, so per block of PB pixels (4 or 8) each gy value loaded serves all the
+// taps and each input row window all OC channels. Loads per lane are what cost on SIMD-over-invocations drivers,
+// so the register tile is large: vec4 multiply-adds, 4 pixels at a time, whose 4 pixel lanes are summed at the
+// end. The CG x KH input rows are spelled out (stem_weight_row(r) for r < MAX_STEM_ROWS, the extra calls empty):
+// every accumulator index is then a constant without unrolling a loop over rows, a body too large for a
+// compiler's unroller, so the accumulators stay registers (a variable index would put them in memory).
+// Grid: x over blocks of OC output channels, z over chunks.
+struct StemPixels {
+  n: u32,
+  oh: u32,
+  iw0: i32,
+}
+
+// acc[i * CG*KH*KW + r * KW + kx] += gy[o0 + i] * x[cl][ky] windows at kernel column kx, for row r = cl * KH + ky.
+fn stem_weight_row(r: u32, b: StemPixels, gv: ptr<function, array<vec4<f32>, MAX_STEM_GV4>>,
+                   acc: ptr<function, array<vec4<f32>, MAX_STEM_ACC4>>) {
+  if (r >= CG * KH) { return; }
+  let plane = (b.n * p.c + r / KH) * p.h * p.w;
+  let win = load_x_row(plane, i32(b.oh * p.sh + (r % KH) * p.dh) - i32(p.ph), b.iw0);
+  for (var kx = 0u; kx < KW; kx++) {
+    for (var q = 0u; q < PB / 4u; q++) {
+      let c = (4u * q) * SW + kx * DW;
+      let xs = vec4<f32>(win[c], win[c + SW], win[c + 2u * SW], win[c + 3u * SW]);
+      for (var i = 0u; i < OC; i++) {
+        let k = i * CG * KH * KW + r * KW + kx;
+        (*acc)[k] = fma((*gv)[i * PB / 4u + q], xs, (*acc)[k]);
+      }
+    }
+  }
+}
+
+// totals[i * CG*KH*KW + r * KW + kx]: the 4 pixel lanes of those accumulators summed.
+fn stem_weight_totals(r: u32, acc: ptr<function, array<vec4<f32>, MAX_STEM_ACC4>>,
+                      totals: ptr<function, array<f32, MAX_STEM_TOTALS>>) {
+  if (r >= CG * KH) { return; }
+  for (var kx = 0u; kx < KW; kx++) {
+    for (var i = 0u; i < OC; i++) {
+      let k = i * CG * KH * KW + r * KW + kx;
+      (*totals)[k] = dot((*acc)[k], vec4<f32>(1.0));
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn conv_backward_weight_stem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o0 = wid.x * OC;
+  let chunk = wid.z;
+  let quads = PB / 4u;
+  var acc: array<vec4<f32>, MAX_STEM_ACC4>;        // zeros
+  var acc_bias: array<vec4<f32>, MAX_STEM_OC>;
+  let first = chunk * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.n_blocks);
+  for (var pix = first + lid; pix < end; pix += WG) {
+    let bx = pix % p.bpr;
+    let b = StemPixels(pix / (p.bpr * p.oh), (pix / p.bpr) % p.oh, i32(bx * PB * SW) - i32(p.pw));
+    let ow0 = bx * PB;
+    var gv: array<vec4<f32>, MAX_STEM_GV4>;        // gv[i * quads + q]: gy at pixels ow0 + 4q ..
+    for (var i = 0u; i < OC; i++) {
+      let o_ok = o0 + i < p.o;
+      let g_row = ((b.n * p.o + min(o0 + i, p.o - 1u)) * p.oh + b.oh) * p.ow;
+      for (var q = 0u; q < quads; q++) {
+        let ow = ow0 + 4u * q;
+        var v: vec4<f32>;
+        if (VEC) {
+          v = select(vec4<f32>(0.0), gy4[(g_row + min(ow, p.ow - 4u)) / 4u], o_ok && ow < p.ow);
+        } else {
+          for (var e = 0u; e < 4u; e++) { v[e] = select(0.0, gy[g_row + min(ow + e, p.ow - 1u)], o_ok && ow + e < p.ow); }
+        }
+        gv[i * quads + q] = v;
+        acc_bias[i] += v;
+      }
+    }
+    stem_weight_row(0u, b, &gv, &acc);
+    stem_weight_row(1u, b, &gv, &acc);
+    stem_weight_row(2u, b, &gv, &acc);
+    stem_weight_row(3u, b, &gv, &acc);
+    stem_weight_row(4u, b, &gv, &acc);
+    stem_weight_row(5u, b, &gv, &acc);
+    stem_weight_row(6u, b, &gv, &acc);
+    stem_weight_row(7u, b, &gv, &acc);
+    stem_weight_row(8u, b, &gv, &acc);
+    stem_weight_row(9u, b, &gv, &acc);
+    stem_weight_row(10u, b, &gv, &acc);
+    stem_weight_row(11u, b, &gv, &acc);
+  }
+
+  // The lane's totals (weights, then bias sums), then through the tree TREE_ROWS at a time.
+  let taps = CG * KH * KW;
+  let n_acc = OC * taps;
+  let n_values = n_acc + OC;
+  var totals: array<f32, MAX_STEM_TOTALS>;
+  stem_weight_totals(0u, &acc, &totals);
+  stem_weight_totals(1u, &acc, &totals);
+  stem_weight_totals(2u, &acc, &totals);
+  stem_weight_totals(3u, &acc, &totals);
+  stem_weight_totals(4u, &acc, &totals);
+  stem_weight_totals(5u, &acc, &totals);
+  stem_weight_totals(6u, &acc, &totals);
+  stem_weight_totals(7u, &acc, &totals);
+  stem_weight_totals(8u, &acc, &totals);
+  stem_weight_totals(9u, &acc, &totals);
+  stem_weight_totals(10u, &acc, &totals);
+  stem_weight_totals(11u, &acc, &totals);
+  for (var i = 0u; i < OC; i++) { totals[n_acc + i] = dot(acc_bias[i], vec4<f32>(1.0)); }
+  let dst = (p.chunk_base + chunk) * p.n_outputs;
+  for (var base = 0u; base < n_values; base += TREE_ROWS) {
+    let count = min(TREE_ROWS, n_values - base);
+    for (var k = 0u; k < count; k++) { tree[k * WG + lid] = totals[min(base + k, MAX_STEM_TOTALS - 1u)]; }
+    reduce_tree(lid, count);
+    let v = base + lid;
+    if (lid < count && v < n_acc) {
+      let o = o0 + v / taps;
+      if (o < p.o) { out[dst + o * taps + v % taps] = tree[lid * WG]; }
+    } else if (lid < count && v < n_values) {
+      let o = o0 + v - n_acc;
+      if (p.has_bias == 1u && o < p.o) { out[dst + p.n_weight + o] = tree[lid * WG]; }
     }
     workgroupBarrier();   // the totals are read before the next round overwrites the tree
   }

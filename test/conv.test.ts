@@ -75,6 +75,21 @@ const depthwiseCases: Case[] = [
   { name: 'depthwise batch 1, 5 channels x multiplier 2, 13x7, 3x3, stride 2, no padding', x: [1, 5, 13, 7], weight: [10, 1, 3, 3], bias: true, groups: 5, stride: [2, 2] },
 ];
 
+// Stem kernels (groups 1, few weights: forward and weight gradient), forced: vec4 rows (W and OW multiples of 4)
+// and float rows, 8- and 4-pixel blocks, blocks past the row end, weight-gradient channel blocks that do and do
+// not divide O, 1, 2 and 3 input channels, channels not a multiple of 4, stride 2, padding 0-2, dilation, 5x5
+// and 3x1 kernels. (Their input gradient is the general path's tile kernel.)
+const stemCases: Case[] = [
+  { name: 'stem batch 1, 1->5, 7x7, 3x3, no padding (float rows, 8-pixel blocks past the row end)', x: [1, 1, 7, 7], weight: [5, 1, 3, 3], bias: true },
+  { name: 'stem batch 2, 3->16, 16x16, 3x3, padding 1 (vec4 rows; forward 4-pixel blocks, dW 4 channels x 8 pixels)', x: [2, 3, 16, 16], weight: [16, 3, 3, 3], bias: true, padding: [1, 1] },
+  { name: 'stem batch 2, 1->32, 12x20, 3x3, padding 1 (vec4 rows, the demo stem; dW blocks of 11 channels x 8 pixels)', x: [2, 1, 12, 20], weight: [32, 1, 3, 3], bias: true, padding: [1, 1] },
+  { name: 'stem batch 1, 3->7, 13x11, 3x3, stride 2, padding 1, no bias (float rows)', x: [1, 3, 13, 11], weight: [7, 3, 3, 3], bias: false, stride: [2, 2], padding: [1, 1] },
+  { name: 'stem batch 2, 3->6, 16x16, 3x3, stride 2, padding 1 (vec4 rows of 8 outputs)', x: [2, 3, 16, 16], weight: [6, 3, 3, 3], bias: true, stride: [2, 2], padding: [1, 1] },
+  { name: 'stem batch 2, 2->3, 20x24, 5x5, padding 2 (vec4 rows, window 2 into a vec4)', x: [2, 2, 20, 24], weight: [3, 2, 5, 5], bias: true, padding: [2, 2] },
+  { name: 'stem batch 2, 3->9, 15x13, 3x3, dilation 2, padding 2 (float rows)', x: [2, 3, 15, 13], weight: [9, 3, 3, 3], bias: true, dilation: [2, 2], padding: [2, 2] },
+  { name: 'stem batch 3, 1->27, 9x3, 3x1, stride [2, 1], padding [1, 0] (4-pixel blocks past the row end, dW blocks of 14)', x: [3, 1, 9, 3], weight: [27, 1, 3, 1], bias: true, stride: [2, 1], padding: [1, 0] },
+];
+
 // Pointwise path (1x1, stride 1, no padding, groups 1): GEMMs.
 const pointwiseCases: Case[] = [
   { name: 'pointwise batch 2, 16->5, 7x13', x: [2, 16, 7, 13], weight: [5, 16, 1, 1], bias: true },
@@ -95,6 +110,10 @@ describe('conv2d general path vs float64 reference (tolerance: forward and backw
 
 describe('conv2d depthwise path vs float64 reference (tolerance: forward and backward rel 2e-5; reference vs FD 1e-6)', () => {
   for (const c of depthwiseCases) it(c.name, () => checkCase(c, 'depthwise'));
+});
+
+describe('conv2d stem forward vs float64 reference (tolerance: forward and backward rel 2e-5; reference vs FD 1e-6)', () => {
+  for (const c of stemCases) it(c.name, () => checkCase(c, 'stem'));
 });
 
 describe('conv2d pointwise path vs float64 reference (tolerance: forward and backward rel 2e-5; reference vs FD 1e-6)', () => {
@@ -122,7 +141,7 @@ async function runPath(c: Case, impl: Conv2dOptions['impl'], seed: number): Prom
 
 describe('fast paths agree with the general path on the same inputs (tolerance: rel 3e-5)', () => {
   const names = ['output', 'dx', 'dweight', 'dbias'];
-  for (const [impl, cases] of [['depthwise', depthwiseCases], ['pointwise', pointwiseCases]] as const) {
+  for (const [impl, cases] of [['depthwise', depthwiseCases], ['pointwise', pointwiseCases], ['stem', stemCases]] as const) {
     for (const c of cases) {
       it(`${impl}: ${c.name}`, async () => {
         const fast = await runPath(c, impl, 7);
@@ -236,7 +255,7 @@ describe('conv2d past the storage binding limit (tolerance: rel 1e-4 on sampled 
 
 describe('conv2d determinism and errors', () => {
   it('same inputs give the same bits, forward and backward, on every path', async () => {
-    for (const [impl, c] of [['general', generalCases[2]], ['depthwise', depthwiseCases[1]], ['pointwise', pointwiseCases[0]]] as const) {
+    for (const [impl, c] of [['general', generalCases[2]], ['stem', stemCases[1]], ['depthwise', depthwiseCases[1]], ['pointwise', pointwiseCases[0]]] as const) {
       const first = await runPath(c, impl, 3);
       const second = await runPath(c, impl, 3);
       first.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(second[i].buffer)), `${impl} tensor ${i}`).toBe(true));
@@ -255,5 +274,6 @@ describe('conv2d determinism and errors', () => {
     expect(() => conv2d(Tensor.zeros([1, 1, 1, 40]), Tensor.zeros([1, 1, 1, 33]))).toThrow(/kernel width 33 with dilation 1 spans 33 columns; at most 32/);
     expect(() => conv2d(x, Tensor.zeros([4, 6, 3, 3]), null, { impl: 'pointwise' })).toThrow(/impl "pointwise" needs a 1x1 kernel/);
     expect(() => conv2d(x, Tensor.zeros([4, 6, 3, 3]), null, { impl: 'depthwise' })).toThrow(/impl "depthwise" needs groups == C/);
+    expect(() => conv2d(x, Tensor.zeros([16, 6, 3, 3]), null, { impl: 'stem' })).toThrow(/impl "stem" needs groups 1 and at most 432 weights/);
   });
 });

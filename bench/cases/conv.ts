@@ -23,7 +23,7 @@ function layersFor(size: number, channels: number): Layer[] {
   const stemStride = size === 28 ? 1 : 2;
   const s = size / stemStride;
   const layers: Layer[] = [
-    { name: 'stem 3x3', x: [BATCH, channels, size, size], weight: [32, channels, 3, 3], options: { stride: stemStride, padding: 1 }, path: 'general' },
+    { name: 'stem 3x3', x: [BATCH, channels, size, size], weight: [32, channels, 3, 3], options: { stride: stemStride, padding: 1 }, path: channels === 1 ? 'stem' : 'general' },
   ];
   const blocks: [number, number, number][] = [[32, 64, s], [64, 128, s / 2], [128, 256, s / 4]];
   for (const [cin, cout, at] of blocks) {

@@ -2,7 +2,9 @@
 // - pointwise (1x1, stride 1, no padding, no dilation, groups 1): GEMMs through gemm() from matmul.ts;
 // - depthwise (groups == C, more than one channel): a direct kernel with register windows (shaders/conv.wgsl);
 // - general (anything else): implicit GEMM with register blocking, no im2col buffer; the input gradient of
-//   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead.
+//   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead, and the
+//   forward and weight gradient of groups-1 convolutions with few weights (stems) by stem kernels with large
+//   register tiles (all output channels per invocation; output channels x all taps).
 // Weight and bias gradients are chunked parallel reductions with a fixed-order second pass: deterministic.
 // convTranspose2d (torch's conv_transpose2d) runs on the same kernels: its forward is conv2d's input gradient.
 import type { BufferLike, Device } from '../gpu/device.js';
@@ -17,10 +19,11 @@ export interface Conv2dOptions {
   dilation?: number | [number, number];
   groups?: number;
   /** Testing/benchmarking only: force a path. Default 'auto'. */
-  impl?: 'auto' | 'general' | 'depthwise' | 'pointwise';
+  impl?: 'auto' | 'general' | 'stem' | 'depthwise' | 'pointwise';
 }
 
-type Path = 'general' | 'depthwise' | 'pointwise';
+// 'stem' is the general path with the stem kernels for the forward and the weight gradient (see isStem).
+type Path = 'general' | 'stem' | 'depthwise' | 'pointwise';
 
 /** Everything the kernels need to know about one convolution. */
 interface Geometry {
@@ -70,6 +73,20 @@ const MIN_CHUNK_PIXELS = 16384;
 // The bias-only reduction has no tree: plane segments of this many pixels keep its workgroups many.
 const BIAS_SEGMENT_PIXELS = 4096;
 const MAX_CHUNKS = 256;
+// Stem forward (shaders/conv.wgsl): accumulators per invocation (O x PB, 4 x MAX_STEM_FACC4); its unrolled body
+// is O x cg x kH x kW x PB/4 vec4 multiply-adds, at most MAX_STEM_WEIGHTS (a cold lavapipe compile of the 3->16 3x3
+// stem: 3.5 s at 432, 26 s at 864), and O x kW per input row at most MAX_STEM_ROW_WEIGHTS.
+const MAX_STEM_ACC = 128;
+const MAX_STEM_WEIGHTS = 432;
+const MAX_STEM_ROW_WEIGHTS = 96;
+// Stem weight gradient (conv.wgsl): output channels per job, vec4 accumulators, input rows spelled out. Its
+// unrolled body, OC x cg x kH x kW x PB/4 vec4 multiply-adds with as many accumulators x PB/4, stays within
+// MAX_STEM_WEIGHT_UNROLL (3->16 3x3 on lavapipe, cold compile and callgrind instructions at batch 8, 64x64:
+// general kernel 57.5 M; OC 4, PB 8 (216): 4.4 s, 44.1 M; OC 8, PB 4 (216): 7.1 s, 39.5 M; OC 16, PB 8 (864):
+// 89 s, 28.8 M).
+const MAX_STEM_OC = 16;
+const MAX_STEM_ROWS = 12;
+const MAX_STEM_WEIGHT_UNROLL = 216;
 
 function pair(v: number | [number, number] | undefined, fallback: number, what: string): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -140,6 +157,10 @@ function isDepthwise(g: Geometry): boolean {
 
 function choosePath(g: Geometry, impl: Conv2dOptions['impl'] = 'auto'): Path {
   if (impl === 'general') return 'general';
+  if (impl === 'stem') {
+    if (!isStem(g)) throw new Error(`conv2d: impl "stem" needs groups 1 and at most ${MAX_STEM_WEIGHTS} weights`);
+    return 'stem';
+  }
   if (impl === 'pointwise') {
     if (!isPointwise(g)) throw new Error('conv2d: impl "pointwise" needs a 1x1 kernel, stride 1, padding 0, dilation 1, groups 1');
     return 'pointwise';
@@ -154,7 +175,49 @@ function choosePath(g: Geometry, impl: Conv2dOptions['impl'] = 'auto'): Path {
   if (isPointwise(g)) return 'pointwise';
   // One channel (groups == C == 1) is better served by the general kernel, which reuses each input over 4 outputs.
   if (g.c > 1 && isDepthwise(g)) return 'depthwise';
-  return 'general';
+  return isStem(g) ? 'stem' : 'general';
+}
+
+/**
+ * Stems: groups 1 and few weights (O x cg x kH x kW <= MAX_STEM_WEIGHTS, e.g. 3->16 or 1->32 3x3, O <= 32, at
+ * most MAX_STEM_ROWS input rows cg x kH). The forward holds every output channel in one invocation, so each input
+ * window loaded serves all O channels, with the weights at constant addresses (the same for every invocation);
+ * the weight gradient holds up to 16 output channels x every tap, so each gy value loaded serves all taps. Fewer
+ * loads per multiply-add on any device, at a register cost that these bounds keep moderate. (x and y must hold a
+ * vec4 per image: the kernels bind their vec4 views.)
+ */
+function isStem(g: Geometry): boolean {
+  return g.groups === 1 && g.o * g.cg * g.kh * g.kw <= MAX_STEM_WEIGHTS &&
+    g.o * 4 <= MAX_STEM_ACC && g.o * g.kw <= MAX_STEM_ROW_WEIGHTS && span(g, 4) <= MAX_WINDOW &&
+    g.cg * g.kh <= MAX_STEM_ROWS && g.cg * g.kh * g.kw <= MAX_STEM_WEIGHT_UNROLL && g.c * g.h * g.w >= 4 && g.o * g.oh * g.ow >= 4;
+}
+
+/** Whether rows of x and y are whole aligned vec4s for pixel blocks of PB (shaders/conv.wgsl: load_x_row). */
+function vecRows(g: Geometry, pb: number, x: BufferLike, y: BufferLike): boolean {
+  return pb % 4 === 0 && g.w % 4 === 0 && g.ow % 4 === 0 && x.byteOffset % 16 === 0 && y.byteOffset % 16 === 0;
+}
+
+/** Override constants of the vec4 row windows: VEC, and XOFF = (-pw) mod 4. */
+function vecConstants(vec: boolean, g: Geometry): Record<string, number> {
+  return { VEC: vec ? 1 : 0, XOFF: (4 - (g.pw % 4)) % 4 };
+}
+
+/** Pixels per invocation of the stem forward: 8 or 4 (its vec4 accumulators), within the accumulator and unroll bounds. */
+function stemForwardBlock(g: Geometry): number {
+  const eight = g.o * 8 <= MAX_STEM_ACC && 2 * g.o * g.cg * g.kh * g.kw <= MAX_STEM_WEIGHTS && span(g, 8) <= MAX_WINDOW;
+  return eight && g.ow > 4 ? 8 : 4;
+}
+
+/**
+ * Output channels and pixels per job of the stem weight gradient: PB = 8 pixels (4 when 8 do not fit), and as
+ * many output channels (even blocks, at most MAX_STEM_OC) as keep the unrolled body within MAX_STEM_WEIGHT_UNROLL.
+ */
+function stemWeightBlocks(g: Geometry): { OC: number; PB: number } {
+  const taps = g.cg * g.kh * g.kw;
+  const PB = span(g, 8) <= MAX_WINDOW && g.ow > 4 && 2 * taps <= MAX_STEM_WEIGHT_UNROLL ? 8 : 4;
+  const most = Math.max(1, Math.min(g.o, MAX_STEM_OC, Math.floor(MAX_STEM_WEIGHT_UNROLL / (taps * (PB / 4)))));
+  const OC = Math.ceil(g.o / Math.ceil(g.o / most));
+  return { OC, PB };
 }
 
 /** Uniform parameters: the geometry plus the per-dispatch fields, all given (the uniform packer wants every field). */
@@ -257,6 +320,20 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
       });
       continue;
     }
+    if (path === 'stem') {
+      const PB = stemForwardBlock(g);
+      const bpr = Math.ceil(g.ow / PB);
+      const blocks = s.count * g.oh * bpr;
+      const vec = vecRows(g, PB, xs, ys);
+      dev.dispatch('conv', vec ? 'conv_forward_stem4' : 'conv_forward_stem', {
+        bindings: { x: xs, x4: xs, wt: weight, bias: bias ?? weight, ...(vec ? { out4: ys } : { out: ys }) },
+        params: params(gs, { has_bias: bias ? 1 : 0, bpr, rows: g.oh, n_blocks: blocks }),
+        workgroups: pixelGrid(blocks, 1),
+        constants: { ...widthConstants(g), ...vecConstants(vec, g), PB, KH: g.kh, CG: g.cg, OC: g.o },
+        cost: { flops: convFlops(g, s.count) },
+      });
+      continue;
+    }
     const depthwise = path === 'depthwise';
     const OB = depthwise ? 1 : Math.min(4, g.og);
     const PB = pixelBlock(g, 4);
@@ -343,7 +420,7 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
       gemm(dev, { a: weight, b: gs, out: dxs, batch: s.count, m: g.c, n: hw, k: g.o, aStrides: [0, 1, g.c], bStrides: [g.o * hw, hw, 1] });
       continue;
     }
-    const tiles = path === 'general' ? tilePlan(g) : null;
+    const tiles = path === 'general' || path === 'stem' ? tilePlan(g) : null;
     if (tiles) {
       const rows = Math.ceil(g.h / tiles.TH);
       const bpr = Math.ceil(g.w / tiles.TW);
@@ -412,12 +489,13 @@ function rowBlock(g: Geometry): number {
 }
 
 /** dW and db (when wanted) for the general and depthwise paths: chunked partial sums over output pixels. */
-function weightGrad(dev: Device, path: 'general' | 'depthwise', g: Geometry, gy: Tensor, x: Tensor, wantBias: boolean): [Tensor, Tensor | null] {
+function weightGrad(dev: Device, path: 'general' | 'stem' | 'depthwise', g: Geometry, gy: Tensor, x: Tensor, wantBias: boolean): [Tensor, Tensor | null] {
   const { xImage, yImage } = imageSizes(g);
   const slices = batchSlices(dev, g.n, [xImage, yImage]);
-  const blocking = path === 'general' ? weightGradBlocks(g) : { OB: 1, RB: 1, PB: rowBlock(g) };
+  const stem = path === 'stem' ? stemWeightBlocks(g) : null;
+  const blocking = path === 'general' ? weightGradBlocks(g) : stem ? { OB: stem.OC, RB: g.kh, PB: stem.PB } : { OB: 1, RB: 1, PB: rowBlock(g) };
   const bpr = Math.ceil(g.ow / blocking.PB);
-  const jobs = path === 'general' ? g.groups * Math.ceil(g.og / blocking.OB) * g.cg * (g.kh / blocking.RB) : g.o;
+  const jobs = path === 'general' ? g.groups * Math.ceil(g.og / blocking.OB) * g.cg * (g.kh / blocking.RB) : stem ? Math.ceil(g.o / stem.OC) : g.o;
   const maxChunks = Math.ceil(MAX_CHUNKS / slices.length);
   const plan = slices.map((s) => ({ s, ...chunking(s.count * g.oh * bpr, blocking.PB, jobs, maxChunks) }));
   const totalChunks = plan.reduce((t, c) => t + c.chunks, 0);
@@ -431,7 +509,14 @@ function weightGrad(dev: Device, path: 'general' | 'depthwise', g: Geometry, gy:
       chunk_base: chunkBase, n_outputs: nOutputs, n_weight: nWeight,
     });
     const bindings = { gy: sliceOf(gy, s, yImage), x: sliceOf(x, s, xImage), out: partials };
-    if (path === 'general') {
+    if (stem) {
+      const vec = vecRows(g, stem.PB, bindings.x, bindings.gy);
+      dev.dispatch('conv', 'conv_backward_weight_stem', {
+        bindings: { ...bindings, x4: bindings.x, gy4: bindings.gy }, params: p, workgroups: jobGrid(jobs, chunks),
+        constants: { ...widthConstants(g), ...vecConstants(vec, g), PB: stem.PB, KH: g.kh, CG: g.cg, OC: stem.OC },
+        cost: { flops: convFlops(g, s.count) },
+      });
+    } else if (path === 'general') {
       const { OB, RB, PB } = blocking;
       dev.dispatch('conv', 'conv_backward_weight', {
         bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), OB, RB, PB }, cost: { flops: convFlops(g, s.count) },
