@@ -560,7 +560,8 @@ fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
   }
 }
 
-// partials as in conv_backward_weight, for groups 1 and few weights (stems): a job is a block of OC output
+// partials as in conv_backward_weight but a row per invocation (partials[chunk * WG + lane, ...], as
+// depthwise_backward_weight), for groups 1 and few weights (stems): a job is a block of OC output
 // channels with every CG x KH x KW tap, so per block of PB pixels (4 or 8) each gy value loaded serves all the
 // taps and each input row window all OC channels. Loads per lane are what cost on SIMD-over-invocations drivers,
 // so the register tile is large: vec4 multiply-adds, 4 pixels at a time, whose 4 pixel lanes are summed at the
@@ -647,10 +648,10 @@ fn conv_backward_weight_stem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
     stem_weight_row(11u, b, &gv, &acc);
   }
 
-  // The lane's totals (weights, then bias sums), then through the tree TREE_ROWS at a time.
+  // The lane's totals (weights, then bias sums), written as this invocation's own partials row (no workgroup
+  // tree: see depthwise_backward_weight).
   let taps = CG * KH * KW;
   let n_acc = OC * taps;
-  let n_values = n_acc + OC;
   var totals: array<f32, MAX_STEM_TOTALS>;
   stem_weight_totals(0u, &acc, &totals);
   stem_weight_totals(1u, &acc, &totals);
@@ -664,26 +665,19 @@ fn conv_backward_weight_stem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
   stem_weight_totals(9u, &acc, &totals);
   stem_weight_totals(10u, &acc, &totals);
   stem_weight_totals(11u, &acc, &totals);
-  for (var i = 0u; i < OC; i++) { totals[n_acc + i] = dot(acc_bias[i], vec4<f32>(1.0)); }
-  let dst = (p.chunk_base + chunk) * p.n_outputs;
-  for (var base = 0u; base < n_values; base += TREE_ROWS) {
-    let count = min(TREE_ROWS, n_values - base);
-    for (var k = 0u; k < count; k++) { tree[k * WG + lid] = totals[min(base + k, MAX_STEM_TOTALS - 1u)]; }
-    reduce_tree(lid, count);
-    let v = base + lid;
-    if (lid < count && v < n_acc) {
-      let o = o0 + v / taps;
-      if (o < p.o) { out[dst + o * taps + v % taps] = tree[lid * WG]; }
-    } else if (lid < count && v < n_values) {
-      let o = o0 + v - n_acc;
-      if (p.has_bias == 1u && o < p.o) { out[dst + p.n_weight + o] = tree[lid * WG]; }
-    }
-    workgroupBarrier();   // the totals are read before the next round overwrites the tree
+  let dst = ((p.chunk_base + chunk) * WG + lid) * p.n_outputs;
+  for (var v = 0u; v < n_acc; v++) {
+    let o = o0 + v / taps;
+    if (o < p.o) { out[dst + o * taps + v % taps] = totals[v]; }
+  }
+  for (var i = 0u; i < OC; i++) {
+    if (p.has_bias == 1u && o0 + i < p.o) { out[dst + p.n_weight + o0 + i] = dot(acc_bias[i], vec4<f32>(1.0)); }
   }
 }
 
-// partials[chunk, o*KH*KW + tap] and partials[chunk, n_weight + o] as above, for a depthwise convolution: one
-// output channel per workgroup, every invocation accumulating all KH*KW taps and the bias.
+// partials[chunk * WG + lane, o*KH*KW + tap] and partials[chunk * WG + lane, n_weight + o] as above (a row per
+// invocation), for a depthwise convolution: one output channel per workgroup, every invocation accumulating all
+// KH*KW taps and the bias.
 // Grid: x over output channels, z over chunks.
 @compute @workgroup_size(64)
 fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -716,16 +710,11 @@ fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
       }
     }
   }
-  let taps = KH * KW;
-  for (var k = 0u; k < taps; k++) { tree[k * WG + lid] = acc[k]; }
-  tree[taps * WG + lid] = acc_bias;
-  reduce_tree(lid, taps + 1u);
-  let dst = (p.chunk_base + chunk) * p.n_outputs;
-  if (lid < taps) {
-    out[dst + o * taps + lid] = tree[lid * WG];
-  } else if (lid == taps && p.has_bias == 1u) {
-    out[dst + p.n_weight + o] = tree[lid * WG];
-  }
+  // Each invocation writes its own partials row (no workgroup tree: barriers split the shader into coroutines on
+  // SIMD-over-invocations drivers, which costs seconds of compile time and more than the loads at run time).
+  let dst = ((p.chunk_base + chunk) * WG + lid) * p.n_outputs;
+  for (var k = 0u; k < KH * KW; k++) { out[dst + o * KH * KW + k] = acc[k]; }
+  if (p.has_bias == 1u) { out[dst + p.n_weight + o] = acc_bias; }
 }
 
 // partials[chunk, o] = sum of gy[n, o, :] over a segment of the plane (chunk = n * plane_chunks + segment), one

@@ -501,7 +501,8 @@ function weightGrad(dev: Device, path: 'general' | 'stem' | 'depthwise', g: Geom
   const totalChunks = plan.reduce((t, c) => t + c.chunks, 0);
   const nWeight = g.o * g.cg * g.kh * g.kw;
   const nOutputs = nWeight + (wantBias ? g.o : 0);
-  const partials = Tensor.empty([totalChunks, nOutputs], { device: dev });
+  const rowsPerChunk = path === 'general' ? 1 : WG; // the stem and depthwise kernels write a partials row per invocation
+  const partials = Tensor.empty([totalChunks * rowsPerChunk, nOutputs], { device: dev });
   let chunkBase = 0;
   for (const { s, blocksPerChunk, chunks } of plan) {
     const p = params({ ...g, n: s.count }, {
@@ -530,7 +531,7 @@ function weightGrad(dev: Device, path: 'general' | 'stem' | 'depthwise', g: Geom
   }
   const dw = Tensor.empty([g.o, g.cg, g.kh, g.kw], { device: dev });
   const db = wantBias ? Tensor.empty([g.o], { device: dev }) : null;
-  reducePartials(dev, g, partials, totalChunks, nWeight, dw, db);
+  reducePartials(dev, g, partials, totalChunks * rowsPerChunk, nWeight, dw, db);
   partials.dispose();
   return [dw, db];
 }
