@@ -222,7 +222,10 @@ describe('gemm against the float64 reference (tolerance: rel 1e-5; 5e-5 for k > 
     delete process.env.WGKD_AUTOTUNE;
     resetAutotune(device());
     try {
-      const c: Case = { batch: 4, m: 40, n: 49, k: 24, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' };
+      // A GEMM of at most 2^22 FLOPs takes the small tile and never waits for the tuner.
+      await checkGemm('auto', { batch: 4, m: 40, n: 49, k: 24, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' });
+      expect(pendingTunes(device())).toBe(0);
+      const c: Case = { batch: 4, m: 40, n: 196, k: 72, aLayout: 'rows', bLayout: 'rows', shared: 'a', bias: 'm' }; // 4.5 MFLOP
       await checkGemm('auto', c); // the fixed default, and the shape now waits
       expect(pendingTunes(device())).toBe(1);
       expect(await autotunePending(device(), { rounds: 2 })).toBe(1);

@@ -303,11 +303,21 @@ function defaultTile(g: GemmArgs, allowSwap: boolean, maxGrid: number): Subgroup
 }
 
 /**
+ * GEMMs this small (a classifier head: 64 x 10 x 192) take the smallest tile and are never tuned: any tile runs
+ * them in well under a millisecond, and a large unrolled tile's compile (lavapipe compiles at the first dispatch:
+ * 1-2 s for l32 rg4 c4 against ~0.2 s for this one) would be most of what they ever cost. Small tiles also keep
+ * more workgroups busy on a GPU.
+ */
+const SMALL_GEMM_FLOPS = 2 ** 22;
+const SMALL_TILE: SubgroupTile = { lanes: 32, rowGroups: 1, cols: 1, ku: 1, swap: false, fold: false, vec: false };
+
+/**
  * The tile for this GEMM: the autotuner's measured choice for its shape on this adapter when there is one, else
  * the fixed default (and the shape waits for autotunePending()). Candidates within 2x of the default's modelled
  * cost are measured; the rest pad far too much to win.
  */
 function chooseTile(device: Device, g: GemmArgs, maxGrid: number): SubgroupTile {
+  if (gemmFlops(g) <= SMALL_GEMM_FLOPS && gridFits(g, SMALL_TILE, maxGrid)) return SMALL_TILE;
   const fallback = defaultTile(g, true, maxGrid);
   const limit = 2 * tileCost(g, fallback);
   const candidates = subgroupTiles().filter((t) => gridFits(g, t, maxGrid) && tileCost(g, t) <= limit);
