@@ -336,7 +336,8 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
     }
     const depthwise = path === 'depthwise';
     const OB = depthwise ? 1 : Math.min(4, g.og);
-    const PB = pixelBlock(g, 4);
+    // Depthwise: one channel per invocation, so up to 8 pixels (the row split evenly) amortise its 9 weight loads.
+    const PB = depthwise ? rowBlock(g) : pixelBlock(g, 4);
     const bpr = Math.ceil(g.ow / PB);
     const blocks = s.count * g.oh * bpr;
     dev.dispatch('conv', depthwise ? 'depthwise_forward' : 'conv_forward', {
