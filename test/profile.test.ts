@@ -26,14 +26,18 @@ async function dispatchesOf(shapes: number[][], op: (...inputs: Tensor[]) => voi
 
 describe('FLOP and byte accounting (by hand: one multiply-add = 2 FLOPs; bytes = each distinct bound range once)', () => {
   it('regular conv2d, stride 1 and 2: 2 * N * O * OH * OW * C/groups * KH * KW, forward, dX and dW alike', async () => {
-    const [fwd] = await dispatchesOf([[2, 3, 5, 5], [4, 3, 3, 3]], (x, w) => void conv2d(x, w, null, { padding: 1 }));
+    // The general kernels (few weights would take the stem path on its own: checked below to count the same).
+    const [fwd] = await dispatchesOf([[2, 3, 5, 5], [4, 3, 3, 3]], (x, w) => void conv2d(x, w, null, { padding: 1, impl: 'general' }));
     expect(fwd.entry).toBe('conv_forward');
     expect(fwd.flops).toBe(2 * 2 * 4 * 5 * 5 * 3 * 3 * 3); // 10,800
     expect(fwd.bytes).toBe((2 * 3 * 25 + 4 * 27 + 2 * 4 * 25) * F32); // x, weight, out (the bias slot re-binds the weight)
-    const [strided] = await dispatchesOf([[1, 3, 7, 7], [5, 3, 3, 3], [5]], (x, w, b) => void conv2d(x, w, b, { stride: 2, padding: 1 }));
+    const [stem] = await dispatchesOf([[2, 3, 5, 5], [4, 3, 3, 3]], (x, w) => void conv2d(x, w, null, { padding: 1 }));
+    expect(stem.entry).toMatch(/^conv_forward_stem/);
+    expect(stem.flops).toBe(fwd.flops);
+    const [strided] = await dispatchesOf([[1, 3, 7, 7], [5, 3, 3, 3], [5]], (x, w, b) => void conv2d(x, w, b, { stride: 2, padding: 1, impl: 'general' }));
     expect(strided.flops).toBe(2 * 1 * 5 * 4 * 4 * 27); // out 4x4: 4,320
     expect(strided.bytes).toBe((147 + 135 + 5 + 80) * F32);
-    const grads = await dispatchesOf([[2, 3, 5, 5], [4, 3, 3, 3], [2, 4, 5, 5]], (x, w, g) => conv2d(x, w, null, { padding: 1 }).backward(g), { requiresGrad: true });
+    const grads = await dispatchesOf([[2, 3, 5, 5], [4, 3, 3, 3], [2, 4, 5, 5]], (x, w, g) => conv2d(x, w, null, { padding: 1, impl: 'general' }).backward(g), { requiresGrad: true });
     const backward = grads.filter((d) => d.phase === 'backward' && d.shader === 'conv' && d.flops === 10_800);
     expect(backward.map((d) => d.entry).sort()).toEqual(['conv_backward_input_tiles', 'conv_backward_weight']);
   });
