@@ -140,7 +140,8 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel, explicitT
     return;
   }
   const maxGrid = device.device.limits.maxComputeWorkgroupsPerDimension;
-  const tile = explicitTile ?? (kernel === 'plain' ? defaultTile(g, false, maxGrid) : chooseTile(device, g, maxGrid));
+  // 'plain' is gemm_sg's compile-time-stride build: never the vec4 entry point.
+  const tile = explicitTile ?? (kernel === 'plain' ? { ...defaultTile(g, false, maxGrid), vec: false } : chooseTile(device, g, maxGrid));
   const params = { ...base, ...problemParams(g, tile.swap) };
   const fold = tile.fold && canFold(g, tile.swap);
   const vec = tile.vec ? vecLoads(g, tile) : null;
