@@ -1,7 +1,7 @@
 // BatchNorm2d(training) -> ReLU -> MaxPool2d(2) of the hw13-64 student, unfused (batchNorm2d with the fused ReLU,
 // then maxPool2d with its arg-max) vs fused (batchNormReluMaxPool2d's kernels), forward or backward, for
-// instruction counts under callgrind (bench/bnpool-count.sh drives it, the handshake of bench/gemm-count.ts):
-//   bash bench/bnpool-count.sh 64x16x64x64 fused-bwd 2
+// instruction counts under callgrind (bench/count.sh drives it):
+//   bash bench/count.sh bench/bnpool-count.ts 64x16x64x64 fused-bwd
 // Without a go-file it times old and new interleaved in one process instead (median of alternating rounds):
 //   npx tsx bench/bnpool-count.ts time
 import { existsSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // Runs one conv2d pass of one shape a few times on one path, for instruction counts under callgrind (load-
-// independent, unlike timings on a shared machine); bench/conv-count.sh drives it as gemm-count.sh drives
+// independent, unlike timings on a shared machine); bench/count.sh drives it as it drives
 // gemm-count.ts (READY, instrumentation on, the repetitions, DONE):
-//   bash bench/conv-count.sh fwd 64,3,64,64 16,3,3,3 1 1 1 stem 2
+//   bash bench/count.sh bench/conv-count.ts fwd 64,3,64,64 16,3,3,3 1 1 1 stem
 // fwd: the forward; dw: dW + db (x frozen, as a stem in training); dx: dX alone (weights frozen); bwd: dX, dW, db.
 // Arguments after the shapes: stride, padding, groups, impl ('auto', 'general', 'stem', ...), repetitions.
 import { existsSync } from 'node:fs';

@@ -1,10 +1,10 @@
 // Runs one GEMM shape of the student a few times on one kernel, for instruction counts under callgrind (load-
-// independent, unlike timings on a shared machine). bench/gemm-count.sh drives it: valgrind starts with
+// independent, unlike timings on a shared machine). bench/count.sh drives it: valgrind starts with
 // instrumentation off, this script compiles the pipeline and says READY, the driver turns instrumentation on and
 // creates the go-file, the timed repetitions run, DONE, instrumentation off; the count is that of lavapipe's compute
 // threads in that window, per repetition:
-//   bash bench/gemm-count.sh pw-fwd:64x128x49x128 subgroup 2
-//   bash bench/gemm-count.sh pw-fwd:64x128x49x128 subgroup:rg4,c4,ku4,fold 2
+//   bash bench/count.sh bench/gemm-count.ts pw-fwd:64x128x49x128 subgroup
+//   bash bench/count.sh bench/gemm-count.ts pw-fwd:64x128x49x128 subgroup:rg4,c4,ku4,fold
 // Shapes: pw-fwd:B x O x HW x C (out[b] = W @ x[b]), pw-dx:B x O x HW x C (dx[b] = Wᵀ @ gy[b]),
 // pw-dw:B x O x HW x C (dW[b] = gy[b] @ x[b]ᵀ), linear:rows x out x in.
 import { existsSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // One training step of a workload (bench/workloads.ts), repeated, for instruction counts under callgrind: the whole
-// step's cost, load-independent (bench/bnpool-count.sh drives it with COUNT_SCRIPT=bench/step-count.ts):
-//   COUNT_SCRIPT=bench/step-count.ts bash bench/bnpool-count.sh hw13-64 train 1
+// step's cost, load-independent (bench/count.sh drives it):
+//   REPS=1 bash bench/count.sh bench/step-count.ts hw13-64 train
 import { existsSync } from 'node:fs';
 import { Device, SHIPPED_TEACHER, scope } from '../src/index.js';
 import { WORKLOADS, buildWorkload } from './workloads.js';
