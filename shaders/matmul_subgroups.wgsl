@@ -64,6 +64,26 @@ fn vec_column(wg: vec3<u32>, lid: u32, j: u32) -> u32 {
   return wg.x * COLS * LANES + j * LANES + lid;
 }
 
+// Where an invocation's columns and rows start. Column j: its batch, its index within the batch, and B's element
+// for k = 0; A's element for k = 0 of this lane's row in each group of 8 rows (a_batch = 0 when FOLD). Out-of-range
+// rows and columns read a clamped (valid) address and are dropped at the store; along n (B_VEC == 1) the 4 columns
+// stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
+struct TileStart { col_batch: array<u32, 4>, col_at: array<u32, 4>, b_at: array<u32, 4>, a_at: array<u32, 8> }
+
+fn tile_start(wg: vec3<u32>, lid: u32, lane: u32, row0: u32, columns: u32, a_row: u32, b_col: u32) -> TileStart {
+  var t: TileStart;
+  for (var j = 0u; j < COLS; j++) {
+    let c = select(min(vec_column(wg, lid, j), columns - 1u), min(vec_column(wg, lid, 0u), columns - 4u) + j, B_VEC == 1u);
+    t.col_batch[j] = select(wg.z, c / p.n, FOLD);
+    t.col_at[j] = select(c, c % p.n, FOLD);
+    t.b_at[j] = t.col_batch[j] * p.b_batch + t.col_at[j] * b_col;
+  }
+  for (var g = 0u; g < ROW_GROUPS; g++) {
+    t.a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * a_row;
+  }
+  return t;
+}
+
 alias Accumulators = array<array<f32, 4>, 64>; // [row in the workgroup's rows][column]
 
 // Writes the invocation's block: columns past the end are dropped; rows are tested only in the last row of tiles.
@@ -91,20 +111,11 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
   let b_col = select(p.b_col, 1u, PLAIN);
   let row0 = wg.y * 8u * ROW_GROUPS;
   let columns = select(p.n, p.batch * p.n, FOLD); // the column index space of this dispatch
-  // Out-of-range rows and columns read a clamped (valid) address and are dropped at the store.
-  var col_batch: array<u32, 4>;
-  var col_at: array<u32, 4>;
-  var b_at: array<u32, 4>;
-  for (var j = 0u; j < COLS; j++) {
-    let c = min(wg.x * COLS * LANES + j * LANES + lid.x, columns - 1u);
-    col_batch[j] = select(wg.z, c / p.n, FOLD);
-    col_at[j] = select(c, c % p.n, FOLD);
-    b_at[j] = col_batch[j] * p.b_batch + col_at[j] * b_col;
-  }
-  var a_at: array<u32, 8>;
-  for (var g = 0u; g < ROW_GROUPS; g++) {
-    a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * a_row; // a_batch = 0 when FOLD
-  }
+  let t = tile_start(wg, lid.x, lane, row0, columns, a_row, b_col);
+  let col_batch = t.col_batch;
+  let col_at = t.col_at;
+  let b_at = t.b_at;
+  let a_at = t.a_at;
   var acc: Accumulators;
   for (var kk = 0u; kk < p.k; kk += KU) {
     for (var u = 0u; u < KU; u++) {
@@ -155,20 +166,11 @@ fn gemm_sg4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             @builtin(subgroup_invocation_id) lane: u32) {
   let row0 = wg.y * 8u * ROW_GROUPS;
   let columns = select(p.n, p.batch * p.n, FOLD);
-  var col_batch: array<u32, 4>;
-  var col_at: array<u32, 4>;
-  var b_at: array<u32, 4>;
-  for (var j = 0u; j < COLS; j++) {
-    // Along n the 4 columns stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
-    let c = select(min(vec_column(wg, lid.x, j), columns - 1u), min(vec_column(wg, lid.x, 0u), columns - 4u) + j, B_VEC == 1u);
-    col_batch[j] = select(wg.z, c / p.n, FOLD);
-    col_at[j] = select(c, c % p.n, FOLD);
-    b_at[j] = col_batch[j] * p.b_batch + col_at[j] * p.b_col;
-  }
-  var a_at: array<u32, 8>;
-  for (var g = 0u; g < ROW_GROUPS; g++) {
-    a_at[g] = wg.z * p.a_batch + min(row0 + g * 8u + lane % 8u, p.m - 1u) * p.a_row;
-  }
+  let t = tile_start(wg, lid.x, lane, row0, columns, p.a_row, p.b_col);
+  let col_batch = t.col_batch;
+  let col_at = t.col_at;
+  let b_at = t.b_at;
+  let a_at = t.a_at;
   var acc: Accumulators;
   for (var kk = 0u; kk < p.k; kk += 4u) {
     var av: array<vec4<f32>, 8>;   // [group]: A at steps kk..kk+3 of this lane's row
