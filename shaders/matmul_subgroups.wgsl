@@ -86,6 +86,29 @@ fn tile_start(wg: vec3<u32>, lid: u32, lane: u32, row0: u32, columns: u32, a_row
 
 alias Accumulators = array<array<f32, 4>, 64>; // [row in the workgroup's rows][column]
 
+// acc[r + i][j] += (lane i's av) * bv[j] for the 8 rows i of a group: subgroupBroadcast takes a constant lane, so
+// the 8 rows are spelled out. One load of A per lane serves 8 rows.
+fn add_group_products(r: u32, av: f32, bv: array<f32, 4>, acc: ptr<function, Accumulators>) {
+  let a0 = subgroupBroadcast(av, 0u);
+  let a1 = subgroupBroadcast(av, 1u);
+  let a2 = subgroupBroadcast(av, 2u);
+  let a3 = subgroupBroadcast(av, 3u);
+  let a4 = subgroupBroadcast(av, 4u);
+  let a5 = subgroupBroadcast(av, 5u);
+  let a6 = subgroupBroadcast(av, 6u);
+  let a7 = subgroupBroadcast(av, 7u);
+  for (var j = 0u; j < COLS; j++) {
+    (*acc)[r + 0u][j] = fma(a0, bv[j], (*acc)[r + 0u][j]);
+    (*acc)[r + 1u][j] = fma(a1, bv[j], (*acc)[r + 1u][j]);
+    (*acc)[r + 2u][j] = fma(a2, bv[j], (*acc)[r + 2u][j]);
+    (*acc)[r + 3u][j] = fma(a3, bv[j], (*acc)[r + 3u][j]);
+    (*acc)[r + 4u][j] = fma(a4, bv[j], (*acc)[r + 4u][j]);
+    (*acc)[r + 5u][j] = fma(a5, bv[j], (*acc)[r + 5u][j]);
+    (*acc)[r + 6u][j] = fma(a6, bv[j], (*acc)[r + 6u][j]);
+    (*acc)[r + 7u][j] = fma(a7, bv[j], (*acc)[r + 7u][j]);
+  }
+}
+
 // Writes the invocation's block: columns past the end are dropped; rows are tested only in the last row of tiles.
 fn store_tile(wg: vec3<u32>, lid: u32, row0: u32, columns: u32, col_batch: array<u32, 4>, col_at: array<u32, 4>,
               acc: ptr<function, Accumulators>) {
@@ -125,26 +148,7 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
       for (var j = 0u; j < COLS; j++) { bv[j] = select(0.0, b[b_at[j] + kv * b_row], live); }
       for (var g = 0u; g < ROW_GROUPS; g++) {
         let av = select(0.0, a[a_at[g] + kv * a_col], live);
-        // subgroupBroadcast takes a constant lane: the 8 rows of the group spelled out.
-        let r = g * 8u;
-        let a0 = subgroupBroadcast(av, 0u);
-        let a1 = subgroupBroadcast(av, 1u);
-        let a2 = subgroupBroadcast(av, 2u);
-        let a3 = subgroupBroadcast(av, 3u);
-        let a4 = subgroupBroadcast(av, 4u);
-        let a5 = subgroupBroadcast(av, 5u);
-        let a6 = subgroupBroadcast(av, 6u);
-        let a7 = subgroupBroadcast(av, 7u);
-        for (var j = 0u; j < COLS; j++) {
-          acc[r + 0u][j] = fma(a0, bv[j], acc[r + 0u][j]);
-          acc[r + 1u][j] = fma(a1, bv[j], acc[r + 1u][j]);
-          acc[r + 2u][j] = fma(a2, bv[j], acc[r + 2u][j]);
-          acc[r + 3u][j] = fma(a3, bv[j], acc[r + 3u][j]);
-          acc[r + 4u][j] = fma(a4, bv[j], acc[r + 4u][j]);
-          acc[r + 5u][j] = fma(a5, bv[j], acc[r + 5u][j]);
-          acc[r + 6u][j] = fma(a6, bv[j], acc[r + 6u][j]);
-          acc[r + 7u][j] = fma(a7, bv[j], acc[r + 7u][j]);
-        }
+        add_group_products(g * 8u, av, bv, &acc);
       }
     }
   }
@@ -197,26 +201,7 @@ fn gemm_sg4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         for (var j = 0u; j < COLS; j++) { bv[j] = b[b_at[j] + (kk + u) * p.b_row]; }
       }
       for (var g = 0u; g < ROW_GROUPS; g++) {
-        let r = g * 8u;
-        let av_u = av[g][u];
-        let a0 = subgroupBroadcast(av_u, 0u);
-        let a1 = subgroupBroadcast(av_u, 1u);
-        let a2 = subgroupBroadcast(av_u, 2u);
-        let a3 = subgroupBroadcast(av_u, 3u);
-        let a4 = subgroupBroadcast(av_u, 4u);
-        let a5 = subgroupBroadcast(av_u, 5u);
-        let a6 = subgroupBroadcast(av_u, 6u);
-        let a7 = subgroupBroadcast(av_u, 7u);
-        for (var j = 0u; j < COLS; j++) {
-          acc[r + 0u][j] = fma(a0, bv[j], acc[r + 0u][j]);
-          acc[r + 1u][j] = fma(a1, bv[j], acc[r + 1u][j]);
-          acc[r + 2u][j] = fma(a2, bv[j], acc[r + 2u][j]);
-          acc[r + 3u][j] = fma(a3, bv[j], acc[r + 3u][j]);
-          acc[r + 4u][j] = fma(a4, bv[j], acc[r + 4u][j]);
-          acc[r + 5u][j] = fma(a5, bv[j], acc[r + 5u][j]);
-          acc[r + 6u][j] = fma(a6, bv[j], acc[r + 6u][j]);
-          acc[r + 7u][j] = fma(a7, bv[j], acc[r + 7u][j]);
-        }
+        add_group_products(g * 8u, av[g][u], bv, &acc);
       }
     }
   }
