@@ -4,7 +4,7 @@
 //   bash bench/count.sh bench/bnpool-count.ts 64x16x64x64 fused-bwd
 // Without a go-file it times old and new interleaved in one process instead (median of alternating rounds):
 //   npx tsx bench/bnpool-count.ts time
-import { existsSync } from 'node:fs';
+import { handshake } from './handshake.js';
 import { Device } from '../src/gpu/device.js';
 import { Tensor } from '../src/tensor.js';
 import { scope } from '../src/index.js';
@@ -108,8 +108,3 @@ if (mode === 'time') {
   if (goFile) await handshake('DONE', `${goFile}.done`);
 }
 dev.destroy();
-
-async function handshake(word: string, file: string): Promise<void> {
-  console.log(word);
-  while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50));
-}

@@ -4,7 +4,7 @@
 //   bash bench/count.sh bench/conv-count.ts fwd 64,3,64,64 16,3,3,3 1 1 1 stem
 // fwd: the forward; dw: dW + db (x frozen, as a stem in training); dx: dX alone (weights frozen); bwd: dX, dW, db.
 // Arguments after the shapes: stride, padding, groups, impl ('auto', 'general', 'stem', ...), repetitions.
-import { existsSync } from 'node:fs';
+import { handshake } from './handshake.js';
 import { Device } from '../src/gpu/device.js';
 import { Tensor, scope } from '../src/tensor.js';
 import { conv2d, type Conv2dOptions } from '../src/ops/conv.js';
@@ -30,8 +30,3 @@ for (let i = 0; i < reps; i++) {
 }
 if (goFile) await handshake('DONE', `${goFile}.done`);
 dev.destroy();
-
-async function handshake(word: string, file: string): Promise<void> {
-  console.log(word);
-  while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50));
-}

@@ -7,7 +7,7 @@
 //   bash bench/count.sh bench/gemm-count.ts pw-fwd:64x128x49x128 subgroup:rg4,c4,ku4,fold
 // Shapes: pw-fwd:B x O x HW x C (out[b] = W @ x[b]), pw-dx:B x O x HW x C (dx[b] = Wᵀ @ gy[b]),
 // pw-dw:B x O x HW x C (dW[b] = gy[b] @ x[b]ᵀ), linear:rows x out x in.
-import { existsSync } from 'node:fs';
+import { handshake } from './handshake.js';
 import { Device } from '../src/gpu/device.js';
 import { Tensor } from '../src/tensor.js';
 import { gemmWith, type GemmArgs, type GemmKernel, type SubgroupTile } from '../src/ops/matmul.js';
@@ -58,8 +58,3 @@ for (let i = 0; i < reps; i++) {
 }
 if (goFile) await handshake('DONE', `${goFile}.done`);
 dev.destroy();
-
-async function handshake(word: string, file: string): Promise<void> {
-  console.log(word);
-  while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50));
-}

@@ -1,7 +1,7 @@
 // One training step of a workload (bench/workloads.ts), repeated, for instruction counts under callgrind: the whole
 // step's cost, load-independent (bench/count.sh drives it):
 //   REPS=1 bash bench/count.sh bench/step-count.ts hw13-64 train
-import { existsSync } from 'node:fs';
+import { handshake } from './handshake.js';
 import { Device, SHIPPED_TEACHER, scope } from '../src/index.js';
 import { WORKLOADS, buildWorkload } from './workloads.js';
 
@@ -25,8 +25,3 @@ if (goFile) await handshake('READY', goFile);
 for (let i = 0; i < Number(repsText ?? 1); i++) await step();
 if (goFile) await handshake('DONE', `${goFile}.done`);
 dev.destroy();
-
-async function handshake(word: string, file: string): Promise<void> {
-  console.log(word);
-  while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50));
-}
