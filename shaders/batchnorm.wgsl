@@ -295,8 +295,9 @@ fn bn_grad4(dy: vec4<f32>, v: vec4<f32>, k: Affine) -> vec4<f32> {
 // Invocation lid of workgroup (p, c): (sum of g, sum of g * (x - mean)) over its elements of the channel's p-th
 // chunk -> partials[((c * P + p) * WG + lid) * 2 + {0, 1}]. x - mean is taken as (x - pivot) - offset;
 // grad_finalize multiplies by inv_std (x_hat = (x - mean) * inv_std).
-fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
-  let at = ((wid.y * cp.partials + wid.x) * WG + lid) * 2u;
+// (`per_channel`: workgroups per channel, from the entry's own uniform.)
+fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>, per_channel: u32) {
+  let at = ((wid.y * per_channel + wid.x) * WG + lid) * 2u;
   partials[at] = acc.x;
   partials[at + 1u] = acc.y;
 }
@@ -310,7 +311,7 @@ fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let g = bn_grad(grad_out[cur.i], v, k);
     acc += vec2<f32>(g, g * ((v - k.pivot) - k.offset));
   }
-  store_sums_partial(wid, lid, acc);
+  store_sums_partial(wid, lid, acc, cp.partials);
 }
 
 @compute @workgroup_size(WG)
@@ -322,7 +323,7 @@ fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let g = bn_grad4(grad_out4[cur.i], v, k);
     acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
-  store_sums_partial(wid, lid, acc);
+  store_sums_partial(wid, lid, acc, cp.partials);
 }
 
 // One workgroup per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
@@ -554,12 +555,6 @@ fn relu_max_pool_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   }
 }
 
-fn store_pooled_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>) {
-  let at = ((wid.y * qp.partials + wid.x) * WG + lid) * 2u;
-  partials[at] = acc.x;
-  partials[at + 1u] = acc.y;
-}
-
 // Per-channel sums of g and g * (x - mean) over the windows' winners (elements outside every window and losers
 // have g = 0), into the layout grad_finalize reads.
 @compute @workgroup_size(WG)
@@ -575,7 +570,7 @@ fn relu_max_pool_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(l
     let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
     acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
-  store_pooled_sums_partial(wid, lid, acc);
+  store_sums_partial(wid, lid, acc, qp.partials);
 }
 
 // (sum of g, sum of g * (x - mean)) over the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
@@ -598,7 +593,7 @@ fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @buil
   for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
     acc += pair_sums(window_row(cur, c) / 4u + cur.u, w4, k, grad_out2[pooled_index(cur, c)]);
   }
-  store_pooled_sums_partial(wid, lid, acc);
+  store_sums_partial(wid, lid, acc, qp.partials);
 }
 
 @compute @workgroup_size(WG)
@@ -613,7 +608,7 @@ fn relu_max_pool_grad_partials_wide(@builtin(workgroup_id) wid: vec3<u32>, @buil
     let g = grad_out4[pooled_index(cur, c)];
     acc += pair_sums(i, w4, k, g.xy) + pair_sums(i + 1u, w4, k, g.zw);
   }
-  store_pooled_sums_partial(wid, lid, acc);
+  store_sums_partial(wid, lid, acc, qp.partials);
 }
 
 // dx as grad_input: scale * g + k_centred * ((x - pivot) - offset) + k_const in training, scale * g in evaluation.
