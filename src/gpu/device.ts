@@ -8,9 +8,10 @@ import { BufferPool, type PoolStats } from './pool.js';
 import { DEFAULT_SHADER_DIR, ShaderLibrary, type Scalar } from './shaders.js';
 import { UniformRing, type Params } from './uniforms.js';
 import { DispatchProfiler, type DispatchCost } from './profiler.js';
-import { SubmitPacer, sleep } from './pacing.js';
+import { installGentlePolling } from './polling.js';
 
 Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
+installGentlePolling();
 
 /** Anything that can be bound to a storage binding: a Tensor, or a raw buffer range. */
 export interface BufferLike {
@@ -82,9 +83,6 @@ export class Device {
   private pass: GPUComputePassEncoder | null = null;
   private submitted = 0; // serial of the last submit
   private completed = 0; // serial of the last submit known complete
-  private submitKind = 0; // what the open encoder holds (its pipelines and grids, hashed): for the pacer
-  private readonly pacer = new SubmitPacer();
-  private lastSubmitDoneAfter = 0; // performance.now() before which the last submit is not expected to be done
   private lostMessage: string | null = null;
   private asyncError: GPUError | null = null;
   private gpu: GPU | null;
@@ -197,7 +195,7 @@ export class Device {
 
   dispatch(shader: string, entry: string, args: DispatchArgs): void {
     this.checkAlive();
-    const { pipeline, layouts, info, id } = this.shaders.pipeline(shader, entry, args.constants);
+    const { pipeline, layouts, info } = this.shaders.pipeline(shader, entry, args.constants);
     const where = `${info.file}:${entry}`;
     for (const name of Object.keys(args.bindings)) {
       if (!info.bindings.some((b) => b.name === name && b.kind === 'storage')) {
@@ -237,8 +235,6 @@ export class Device {
     });
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
-    // Submits running the same kernels on the same grids (a training step's) are one kind to the pacer.
-    this.submitKind = (Math.imul(this.submitKind, 31) + Math.imul(id + 1, 0x9e3779b1) + x * y * z) >>> 0;
     if (this.profiler) {
       this.endPass();
       if (this.profiler.timing === 'wall-clock') this.flush(); // each dispatch its own submit, timed by the host
@@ -267,33 +263,18 @@ export class Device {
     this.watchCompletion(++this.submitted);
   }
 
-  /** Learns when submit `serial` is done (buffers it used become reusable), asking Dawn only once the work could
-   * be done (see pacing.ts): no polling meanwhile. */
+  /** Learns when submit `serial` is done: the buffers it used become reusable. (Waiting does not spin: polling.ts.) */
   private watchCompletion(serial: number): void {
-    const kind = this.submitKind;
-    this.submitKind = 0;
-    const submittedAt = performance.now();
-    const sleepMs = this.profiler?.timing === 'wall-clock' ? 0 : this.pacer.sleepMs(kind);
-    this.lastSubmitDoneAfter = submittedAt + sleepMs;
-    const watch = () =>
-      this.queue.onSubmittedWorkDone().then(() => {
-        this.pacer.observe(kind, performance.now() - submittedAt);
-        if (serial > this.completed) this.completed = serial;
-        this.pool.reclaim(serial);
-      });
-    if (sleepMs > 0) setTimeout(watch, sleepMs);
-    else void watch();
-  }
-
-  /** Sleeps until the last submit could be done (its expected GPU time), so that waiting for it does not spin. */
-  private untilLastSubmitCouldBeDone(): Promise<void> {
-    return sleep(this.lastSubmitDoneAfter - performance.now());
+    void this.queue.onSubmittedWorkDone().then(() => {
+      if (serial > this.completed) this.completed = serial;
+      this.pool.reclaim(serial);
+    });
   }
 
   /** Submits and waits until the GPU finished everything; throws any validation error Dawn reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.waitFor(this.untilLastSubmitCouldBeDone().then(() => this.queue.onSubmittedWorkDone()));
+    await this.waitFor(this.queue.onSubmittedWorkDone());
     this.completed = this.submitted;
     this.pool.reclaim(this.submitted);
     this.throwAsyncErrors();
@@ -310,7 +291,7 @@ export class Device {
       return staging;
     });
     this.flush();
-    const out = await this.waitFor(this.untilLastSubmitCouldBeDone().then(() => Promise.all(
+    const out = await this.waitFor(Promise.all(
       stagings.map(async (staging, i) => {
         await staging.mapAsync(GPUMapMode.READ, 0, sources[i].byteLength);
         const bytes = staging.getMappedRange(0, sources[i].byteLength).slice(0);
@@ -318,7 +299,7 @@ export class Device {
         this.staging.release(staging, 0, 0);
         return bytes;
       }),
-    )));
+    ));
     this.throwAsyncErrors();
     return out;
   }

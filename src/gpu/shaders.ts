@@ -44,7 +44,6 @@ export interface CachedPipeline {
   pipeline: GPUComputePipeline;
   layouts: GPUBindGroupLayout[]; // one per bind group index used
   info: EntryInfo;
-  id: number; // creation order: tells pipelines apart cheaply (the device's submit pacer)
 }
 
 export class ShaderCompileError extends Error {}
@@ -214,7 +213,7 @@ export class ShaderLibrary {
     const groups = [...new Set(info.bindings.map((b) => b.group))].sort();
     const layouts: GPUBindGroupLayout[] = [];
     for (const g of groups) layouts[g] = pipeline.getBindGroupLayout(g);
-    const cached = { pipeline, layouts, info, id: this.pipelinesCreated };
+    const cached = { pipeline, layouts, info };
     this.pipelines.set(key, cached);
     this.pipelinesCreated++;
     return cached;
