@@ -8,7 +8,8 @@
 # The script gets ARGS, then REPS and a go-file: it compiles its pipelines, says READY and waits for the go-file
 # (instrumentation goes on), runs REPS times, says DONE and waits for GO-FILE.done (instrumentation off).
 # Prints "RESULT ARGS instructions-per-rep": the two busiest threads besides the main one (lavapipe's compute
-# threads, one per core on this 2-core machine; set COUNT_THREADS to your core count elsewhere).
+# threads, one per core on this 2-core machine; set COUNT_THREADS to your core count elsewhere), and
+# "HOST ARGS instructions-per-rep": the main thread's (recording, Dawn's validation, waiting).
 set -euo pipefail
 script=$1; shift
 reps=${REPS:-2}; threads=${COUNT_THREADS:-2}
@@ -29,4 +30,6 @@ touch "$dir/go.done"
 wait $vpid
 sum=$(for f in "$dir"/cg.*-*; do case $f in *-01) continue;; esac; grep -E "^totals:" "$f" | awk '{print $2}'; done | sort -n | tail -"$threads" | paste -sd+ | bc)
 echo "RESULT $* $((sum / reps))"
+host=$(grep -E "^totals:" "$dir"/cg.*-01 | awk '{print $2}')
+echo "HOST $* $((host / reps))"
 rm -rf "$dir"

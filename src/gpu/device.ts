@@ -9,6 +9,7 @@ import { DEFAULT_SHADER_DIR, ShaderLibrary, type Scalar } from './shaders.js';
 import { UniformRing, type Params } from './uniforms.js';
 import { DispatchProfiler, type DispatchCost } from './profiler.js';
 import { installGentlePolling } from './polling.js';
+import { BindGroupCache } from './bindgroups.js';
 
 Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
 installGentlePolling();
@@ -79,6 +80,7 @@ export class Device {
   readonly counters = { submits: 0, dispatches: 0 };
   private staging: BufferPool;
   private ring: UniformRing;
+  readonly bindGroups: BindGroupCache;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private submitted = 0; // serial of the last submit
@@ -102,6 +104,7 @@ export class Device {
     this.staging = new BufferPool(device, STAGING_USAGE, 'staging');
     const align = device.limits.minUniformBufferOffsetAlignment;
     this.ring = new UniformRing(device, 1 << 20, Math.max(align, 16));
+    this.bindGroups = new BindGroupCache(device);
     device.lost.then((info) => {
       if (info.reason !== 'destroyed') this.lostMessage = `WebGPU device lost (${info.reason}): ${info.message}`;
     });
@@ -231,7 +234,7 @@ export class Device {
     const pass = this.computePass(timestampWrites);
     pass.setPipeline(pipeline);
     entriesByGroup.forEach((entries, group) => {
-      pass.setBindGroup(group, this.device.createBindGroup({ layout: layouts[group], entries }));
+      pass.setBindGroup(group, this.bindGroups.get(layouts[group], entries));
     });
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;

@@ -1,6 +1,8 @@
 // Buffer pool with size buckets. A released buffer waits in `pending` until the submit that last used it has
 // completed on the GPU; only then can it be handed out again (a queue.writeBuffer into it could otherwise land
 // before commands recorded earlier have read it).
+// Within a bucket the oldest free buffer goes out first: a training step that acquires its tensors in the same
+// order every time then gets the same buffers every time, so its bind groups repeat (bindgroups.ts caches them).
 
 /** Rounds a size up to a bucket: quarter steps between powers of two, so at most 25% is wasted. */
 export function bucketSize(bytes: number): number {
@@ -23,6 +25,7 @@ export interface PoolStats {
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private pending: { buffer: GPUBuffer; serial: number }[] = [];
+  private age = new WeakMap<GPUBuffer, number>(); // creation order
   private stats_ = { live: 0, created: 0, liveBytes: 0, totalBytes: 0 };
 
   constructor(
@@ -37,6 +40,7 @@ export class BufferPool {
     let buffer = list?.pop();
     if (!buffer) {
       buffer = this.device.createBuffer({ label: `${this.label}[${size}]`, size, usage: this.usage });
+      this.age.set(buffer, this.stats_.created);
       this.stats_.created++;
       this.stats_.totalBytes += size;
     }
@@ -77,9 +81,16 @@ export class BufferPool {
     this.pending = [];
   }
 
+  /** Files a buffer under its size, the list kept newest first so that pop() hands out the oldest. */
   private pushFree(buffer: GPUBuffer): void {
     const list = this.free.get(buffer.size);
-    if (list) list.push(buffer);
-    else this.free.set(buffer.size, [buffer]);
+    if (!list) {
+      this.free.set(buffer.size, [buffer]);
+      return;
+    }
+    const age = this.age.get(buffer)!;
+    let at = list.length; // most releases are of the newest buffers: search from the end
+    while (at > 0 && this.age.get(list[at - 1])! < age) at--;
+    list.splice(at, 0, buffer);
   }
 }

@@ -26,6 +26,7 @@ export interface StepProfile {
   submitUs: number[]; // when each submit left the host
   buffersCreated: number; // GPU buffers the call created (0 in steady state)
   pipelinesCreated: number; // pipelines the call compiled (0 in steady state)
+  bindGroupsCreated: number; // bind groups the call made (0 in steady state: src/gpu/bindgroups.ts)
 }
 
 /** The profiler of this device and timing (created on first use, kept: its buffers are made once). */
@@ -63,6 +64,7 @@ export function startProfile(dev: Device, options: ProfileOptions = {}): { stop(
   const profiler = profilerOf(dev, options.timing);
   const buffersBefore = dev.buffersCreated;
   const pipelinesBefore = dev.shaders.pipelinesCreated;
+  const bindGroupsBefore = dev.bindGroups.created;
   const cpuBefore = mainThreadCpuMs();
   profiler.begin();
   dev.profiler = profiler;
@@ -76,12 +78,12 @@ export function startProfile(dev: Device, options: ProfileOptions = {}): { stop(
     const wallMs = performance.now() - start;
     const hostCpuMs = mainThreadCpuMs() - cpuBefore;
     await profiler.settle();
-    return summarizeCall(dev, profiler, { wallMs, hostCpuMs, buffersBefore, pipelinesBefore });
+    return summarizeCall(dev, profiler, { wallMs, hostCpuMs, buffersBefore, pipelinesBefore, bindGroupsBefore });
   };
   return { stop };
 }
 
-function summarizeCall(dev: Device, profiler: DispatchProfiler, c: { wallMs: number; hostCpuMs: number; buffersBefore: number; pipelinesBefore: number }): StepProfile {
+function summarizeCall(dev: Device, profiler: DispatchProfiler, c: { wallMs: number; hostCpuMs: number; buffersBefore: number; pipelinesBefore: number; bindGroupsBefore: number }): StepProfile {
   const dispatches = profiler.records;
   const gpuSumUs = dispatches.reduce((t, d) => t + d.gpuUs, 0);
   const first = Math.min(...dispatches.map((d) => d.gpuStartUs));
@@ -103,6 +105,7 @@ function summarizeCall(dev: Device, profiler: DispatchProfiler, c: { wallMs: num
     submitUs: profiler.submitUs,
     buffersCreated: dev.buffersCreated - c.buffersBefore,
     pipelinesCreated: dev.shaders.pipelinesCreated - c.pipelinesBefore,
+    bindGroupsCreated: dev.bindGroups.created - c.bindGroupsBefore,
   };
 }
 

@@ -124,7 +124,7 @@ export function formatReport(p: StepProfile, ctx: ReportContext): string {
   const overhead = ctx.unprofiledStepMs ? ` (unprofiled ${ctx.unprofiledStepMs.toFixed(1)} ms: profiler overhead ${(100 * (p.wallMs / ctx.unprofiledStepMs - 1)).toFixed(0)}%)` : '';
   lines.push(
     `step      ${p.wallMs.toFixed(1)} ms wall${overhead}; GPU ${(p.gpuSpanUs / 1000).toFixed(1)} ms from first dispatch to last, dispatches add up to ${(p.gpuSumUs / 1000).toFixed(1)} ms`,
-    `counts    ${p.dispatches.length} dispatches, ${p.submits} submits, ${p.copies} copies per step; ${p.buffersCreated} buffers and ${p.pipelinesCreated} pipelines created`,
+    `counts    ${p.dispatches.length} dispatches, ${p.submits} submits, ${p.copies} copies per step; ${p.buffersCreated} buffers, ${p.pipelinesCreated} pipelines and ${p.bindGroupsCreated} bind groups created`,
     `host CPU  ${p.recordCpuMs.toFixed(1)} ms recording (and everything else on the main thread), ${p.waitCpuMs.toFixed(1)} ms while waiting ${p.waitMs.toFixed(1)} ms for the GPU`,
   );
   return lines.join('\n');
