@@ -85,6 +85,38 @@ describe('command batching and the buffer pool', () => {
     await dev.sync();
     expect(dev.shaders.pipelinesCreated).toBe(created + 1); // only sub was new
   });
+
+  it("a bucket's oldest free buffer goes out first, so a repeated step gets the same buffers", async () => {
+    const dev = device();
+    await dev.sync();
+    const step = () => [Tensor.full([3000], 1), Tensor.full([3000], 2), Tensor.full([3000], 3)];
+    const first = step();
+    const buffers = first.map((t) => t.buffer);
+    for (const t of [first[1], first[2], first[0]]) t.dispose(); // released out of order
+    await dev.sync();
+    const again = step();
+    expect(again.map((t) => t.buffer)).toEqual(buffers);
+    for (const t of again) t.dispose();
+  });
+
+  it('bind groups are made once per distinct set of bindings', async () => {
+    const dev = device();
+    const x = Tensor.ones([64]);
+    const y = Tensor.full([64], 2);
+    await dev.sync();
+    add(x, y).dispose(); // the first: its uniforms at the ring's start, as in every iteration below
+    await dev.sync();
+    const made = dev.bindGroups.created;
+    for (let i = 0; i < 5; i++) {
+      const out = add(x, y);
+      await dev.sync();
+      out.dispose(); // the next iteration's output gets the same buffer: the same bindings
+    }
+    expect(dev.bindGroups.created).toBe(made);
+    const z = add(y, x); // other bindings: a new group
+    expect(Array.from(await z.toArray()).every((v) => v === 3)).toBe(true);
+    expect(dev.bindGroups.created).toBe(made + 1);
+  });
 });
 
 describe('tensor lifetime', () => {
