@@ -45,6 +45,15 @@ describe('autograd tape (tolerance: rel 1e-5 vs finite differences of the float6
     expect(Array.from(await x.grad!.toArray())).toEqual([5, 7, 9]);
     zeroGrad([x]);
     expect(Array.from(await x.grad!.toArray())).toEqual([0, 0, 0]);
+    // After zeroGrad the first gradient is copied in (no accumulate dispatch), later ones are added.
+    const dev = x.device;
+    const dispatches = dev.counters.dispatches;
+    sum(scale(x, 2)).backward();
+    const accumulates = dev.counters.dispatches - dispatches;
+    expect(Array.from(await x.grad!.toArray())).toEqual([2, 2, 2]);
+    sum(scale(x, 2)).backward();
+    expect(dev.counters.dispatches - dispatches - accumulates).toBe(accumulates + 1); // + the accumulate
+    expect(Array.from(await x.grad!.toArray())).toEqual([4, 4, 4]);
   });
 
   it('only leaves keep .grad; the graph is freed after backward', async () => {

@@ -162,6 +162,7 @@ export function zeroGrad(tensors: Iterable<Tensor>): void {
       params: { n: g.numel, bits: 0 },
       workgroups: Math.ceil(g.numel / 256),
     });
+    g.knownZero = true;
   }
 }
 
@@ -174,7 +175,10 @@ function accumulate(input: Tensor, g: Tensor, grads: Map<Tensor, Tensor>): void 
       gShaped.dispose();
     } else grads.set(input, gShaped);
   } else if (input.grad) {
-    accumulateInto(input.grad, gShaped);
+    if (input.grad.knownZero && input.grad.numel > 0) {
+      input.grad.device.copy(gShaped, input.grad); // zero + g is g
+      input.grad.knownZero = false;
+    } else accumulateInto(input.grad, gShaped);
     gShaped.dispose();
   } else {
     input.grad = keep(gShaped);

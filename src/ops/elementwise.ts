@@ -111,6 +111,7 @@ export function clone(a: Tensor): Tensor {
 export function accumulateInto(dst: Tensor, src: Tensor): void {
   if (dst.numel !== src.numel) throw new Error(`accumulateInto: ${dst} += ${src}`);
   if (dst.numel === 0) return;
+  dst.knownZero = false;
   dst.device.dispatch('elementwise', 'accumulate', { bindings: { a: src, out: dst }, params: { n: dst.numel }, workgroups: Math.ceil(dst.numel / WG) });
 }
 

@@ -127,6 +127,7 @@ export abstract class Optimizer {
   zeroGrad(): void {
     this.checkUsable('zeroGrad');
     withLabel({ phase: 'optimizer', module: undefined, term: 'zero_grad' }, () => zeroFlat(this.flatGrads));
+    for (const p of this.params) if (p.grad) p.grad.knownZero = true;
     this.clipPending = false;
   }
 
