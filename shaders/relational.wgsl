@@ -41,13 +41,9 @@ struct PdistClamp { count: u32, b: u32, floor: f32 }
 @group(0) @binding(14) var<storage, read_write> norms_out: array<f32>;
 @group(0) @binding(15) var<storage, read_write> gu: array<f32>; // gradient w.r.t. u, turned into dv in place
 
-const TILE: u32 = 16u;
 const WG: u32 = 256u;     // 1-D elementwise kernels and single-workgroup reductions
 const ROW_WG: u32 = 64u;  // one workgroup per pair / row
 
-// Row-padded tiles (17 columns) so a column walk does not hit one memory bank 16 times.
-var<workgroup> tile_a: array<array<f32, 17>, 16>;
-var<workgroup> tile_b: array<array<f32, 17>, 16>;
 var<workgroup> partial: array<f32, 256>;
 var<workgroup> partial2: array<f32, 256>;
 
@@ -73,64 +69,64 @@ fn tree_sum2(lid: u32, n: u32) {
 }
 
 // ---- cdist ---------------------------------------------------------------------------------------------------
+// No shared memory and no barriers: on drivers that run invocations as SIMD lanes a barrier splits the shader into
+// coroutines (compile time and run time). Each invocation owns four neighbouring outputs of one row, so every
+// value it loads serves up to four of them. Out-of-range outputs read clamped (valid) rows and are dropped.
 
-// out[i, j] = ||a_i - b_j||, a [m, d], b [n, d]. A 16x16 output tile per workgroup, d walked in chunks of 16.
-// The differences are squared directly (no ||a||^2 + ||b||^2 - 2ab), so identical rows give exactly 0.
-@compute @workgroup_size(16, 16)
-fn cdist_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = wid.y * TILE + lid.y;    // output row: a row of a
-  let col = wid.x * TILE + lid.x;    // output column: a row of b
-  let b_row = wid.x * TILE + lid.y;  // the row of b this invocation loads into the tile
-  var acc = 0.0;
-  for (var k0 = 0u; k0 < cd.d; k0 += TILE) {
-    let k = k0 + lid.x;
-    var av = 0.0;
-    var bv = 0.0;
-    if (row < cd.m && k < cd.d) { av = a[row * cd.d + k]; }
-    if (b_row < cd.n && k < cd.d) { bv = b[b_row * cd.d + k]; }
-    tile_a[lid.y][lid.x] = av;
-    tile_b[lid.y][lid.x] = bv;
-    workgroupBarrier();
-    for (var kk = 0u; kk < TILE; kk++) {
-      let diff = tile_a[lid.y][kk] - tile_b[lid.x][kk];
-      acc += diff * diff;
-    }
-    workgroupBarrier();
-  }
-  if (row < cd.m && col < cd.n) { out[row * cd.n + col] = sqrt(acc); }
+// Invocation index over a 1-D grid folded over y past 65,535 workgroups (Device.dispatch splits it).
+fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * ROW_WG + lid;
 }
 
-// Gradient of cdist for one argument (see CdistBackward): out [rows, cols], x [rows, cols], y [inner, cols].
-// A 16x16 tile of out per workgroup, the j sum walked in chunks of 16: a GEMM-shaped gather, deterministic.
-@compute @workgroup_size(16, 16)
-fn cdist_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let r = wid.y * TILE + lid.y;
-  let k = wid.x * TILE + lid.x;
-  let in_range = r < cb.rows && k < cb.cols;
-  var xv = 0.0;
-  if (in_range) { xv = x[r * cb.cols + k]; }
-  var acc = 0.0;
-  for (var j0 = 0u; j0 < cb.inner; j0 += TILE) {
-    // tile_a[ly][lx] = w(r, j0 + lx); tile_b[ly][lx] = y[j0 + ly, k]
-    let wj = j0 + lid.x;
-    var w = 0.0;
-    if (r < cb.rows && wj < cb.inner) {
-      let o = r * cb.w_row + wj * cb.w_col;
-      let dval = dist[o];
-      if (dval > 0.0) { w = grad[o] / dval; }
-    }
-    tile_a[lid.y][lid.x] = w;
-    let yj = j0 + lid.y;
-    var yv = 0.0;
-    if (yj < cb.inner && k < cb.cols) { yv = y[yj * cb.cols + k]; }
-    tile_b[lid.y][lid.x] = yv;
-    workgroupBarrier();
-    for (var jj = 0u; jj < TILE; jj++) {
-      acc += tile_a[lid.y][jj] * (xv - tile_b[jj][lid.x]);
-    }
-    workgroupBarrier();
+// out[i, j] = ||a_i - b_j||, a [m, d], b [n, d]: an invocation takes row i of a against rows j0..j0+3 of b.
+// The differences are squared directly (no ||a||^2 + ||b||^2 - 2ab), so identical rows give exactly 0.
+@compute @workgroup_size(64)
+fn cdist_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+  let blocks = (cd.n + 3u) / 4u;
+  let t = invocation(wid, nwg, lid);
+  if (t >= cd.m * blocks) { return; }
+  let i = t / blocks;
+  let j0 = (t % blocks) * 4u;
+  let last = cd.n - 1u;
+  let b_rows = vec4<u32>(min(j0, last), min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last)) * cd.d;
+  let a_row = i * cd.d;
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < cd.d; k++) {
+    let diff = a[a_row + k] - vec4<f32>(b[b_rows.x + k], b[b_rows.y + k], b[b_rows.z + k], b[b_rows.w + k]);
+    acc += diff * diff;
   }
-  if (in_range) { out[r * cb.cols + k] = acc; }
+  let dists = sqrt(acc);
+  for (var q = 0u; q < 4u; q++) {
+    if (j0 + q < cd.n) { out[i * cd.n + j0 + q] = dists[q]; }
+  }
+}
+
+// Gradient of cdist for one argument (see CdistBackward): out [rows, cols], x [rows, cols], y [inner, cols]. An
+// invocation takes columns c0..c0+3 of row r and walks j in order: a deterministic gather.
+@compute @workgroup_size(64)
+fn cdist_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let blocks = (cb.cols + 3u) / 4u;
+  let t = invocation(wid, nwg, lid);
+  if (t >= cb.rows * blocks) { return; }
+  let r = t / blocks;
+  let c0 = (t % blocks) * 4u;
+  let last = cb.cols - 1u;
+  let cols = vec4<u32>(min(c0, last), min(c0 + 1u, last), min(c0 + 2u, last), min(c0 + 3u, last));
+  let x_row = r * cb.cols;
+  let xv = vec4<f32>(x[x_row + cols.x], x[x_row + cols.y], x[x_row + cols.z], x[x_row + cols.w]);
+  var acc = vec4<f32>(0.0);
+  for (var j = 0u; j < cb.inner; j++) {
+    let o = r * cb.w_row + j * cb.w_col;
+    let dval = dist[o];
+    let w = select(0.0, grad[o] / dval, dval > 0.0);
+    let y_row = j * cb.cols;
+    acc += w * (xv - vec4<f32>(y[y_row + cols.x], y[y_row + cols.y], y[y_row + cols.z], y[y_row + cols.w]));
+  }
+  for (var q = 0u; q < 4u; q++) {
+    if (c0 + q < cb.cols) { out[x_row + c0 + q] = acc[q]; }
+  }
 }
 
 // ---- RKD distance --------------------------------------------------------------------------------------------

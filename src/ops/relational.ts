@@ -9,7 +9,7 @@ import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { gemm } from './matmul.js';
 
-const TILE = 16; // cdist kernels: 16x16 output tile per workgroup
+const CDIST_BLOCK = 4; // cdist kernels: outputs per invocation (neighbours in a row)
 const WG = 256; // 1-D elementwise kernels
 const ROW_WG = 64; // kernels with one invocation per pair
 
@@ -32,7 +32,7 @@ function distances(a: Tensor, b: Tensor, out: Tensor, m: number, n: number, d: n
   a.device.dispatch('relational', 'cdist_forward', {
     bindings: { a, b, out },
     params: { m, n, d },
-    workgroups: [Math.ceil(n / TILE), Math.ceil(m / TILE)],
+    workgroups: Math.ceil((m * Math.ceil(n / CDIST_BLOCK)) / ROW_WG),
   });
 }
 
@@ -52,7 +52,7 @@ function distanceGradient(
   dev.dispatch('relational', 'cdist_backward', {
     bindings: { grad, dist, x, y, out },
     params: { rows: shape.rows, cols: shape.cols, inner: shape.inner, w_row: shape.wRow, w_col: shape.wCol },
-    workgroups: [Math.ceil(shape.cols / TILE), Math.ceil(shape.rows / TILE)],
+    workgroups: Math.ceil((shape.rows * Math.ceil(shape.cols / CDIST_BLOCK)) / ROW_WG),
   });
   return out;
 }
