@@ -17,9 +17,11 @@
 // Statistics are numerically sound for data whose mean is large relative to its spread:
 //  - every value is taken relative to a per-channel pivot, the channel's first element (so x - pivot is exact for
 //    nearby values and the mean is stored as pivot + a small, precise offset), and
-//  - each invocation accumulates count, mean and M2 (sum of squared deviations) of its own elements with Welford
-//    updates (Chan's merge of single values or 4-value blocks), and these are merged with Chan's formula; never
-//    sum(x^2) - sum(x)^2 / n.
+//  - each invocation sums d = x - pivot and d * d over its own few elements (chunk / WG: at most 128), turns them
+//    into (count, mean, M2 = sum d^2 - (sum d)^2 / count) once, and these moments are merged with Chan's formula;
+//    never sum(x^2) - sum(x)^2 / n over raw values. The shifted sums lose about log10(1 + (mean - pivot)^2 / var)
+//    digits to cancellation, over few terms, and cost one add and one multiply-add per element (a Welford update
+//    per element costs a division and a loop-carried chain of its latency).
 //
 // The saved statistics `stats` are five rows of C values:
 //   [0, C) pivot, [C, 2C) offset = mean - pivot, [2C, 3C) inv_std = 1/std, [3C, 4C) scale = weight * inv_std,
@@ -177,28 +179,44 @@ fn store_moments_partial(wid: vec3<u32>, lid: u32, m: Moments) {
   partials[at + 2u] = m.m2;
 }
 
+// How many elements invocation lid of workgroup p visits: r = p * chunk + lid, + WG, ... < min((p + 1) * chunk,
+// count).
+fn visits(wid: vec3<u32>, lid: u32) -> u32 {
+  let first = wid.x * cp.chunk + lid;
+  let end = min(wid.x * cp.chunk + cp.chunk, cp.count);
+  return select(0u, (end - first + WG - 1u) / WG, first < end);
+}
+
+// The moments of `n` values from their shifted sums: sum d and sum d * d.
+fn moments_of_sums(n: f32, sum_d: f32, sum_d2: f32) -> Moments {
+  if (n == 0.0) { return Moments(0.0, 0.0, 0.0); }
+  let mean = sum_d / n;
+  return Moments(n, mean, max(sum_d2 - sum_d * mean, 0.0));
+}
+
 @compute @workgroup_size(WG)
 fn stats_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let pivot = x[wid.y * cp.hw];
-  var m = Moments(0.0, 0.0, 0.0);
+  var sums = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    m = merge(m, Moments(1.0, x[cur.i] - pivot, 0.0)); // Welford: one value at a time
+    let d = x[cur.i] - pivot;
+    sums += vec2<f32>(d, d * d);
   }
-  store_moments_partial(wid, lid, m);
+  store_moments_partial(wid, lid, moments_of_sums(f32(visits(wid, lid)), sums.x, sums.y));
 }
 
 @compute @workgroup_size(WG)
 fn stats_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let pivot = x4[wid.y * cp.hw].x;
-  var m = Moments(0.0, 0.0, 0.0);
+  var sum_d = vec4<f32>(0.0);
+  var sum_d2 = vec4<f32>(0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    // Two-pass moments of the 4 values, merged as a block.
     let d = x4[cur.i] - pivot;
-    let block_mean = (d.x + d.y + d.z + d.w) * 0.25;
-    let e = d - block_mean;
-    m = merge(m, Moments(4.0, block_mean, dot(e, e)));
+    sum_d += d;
+    sum_d2 += d * d;
   }
-  store_moments_partial(wid, lid, m);
+  let n = 4.0 * f32(visits(wid, lid));
+  store_moments_partial(wid, lid, moments_of_sums(n, dot(sum_d, vec4<f32>(1.0)), dot(sum_d2, vec4<f32>(1.0))));
 }
 
 // One workgroup per channel: merges the channel's P * WG partials (fixed order) and writes its five statistics rows.

@@ -47,7 +47,7 @@ const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', o
 /** Arithmetic per element of each per-element pass, as the scalar kernel writes it (ReLU's max or mask adds one;
  * evaluation-mode grad_input is a single multiply): the profiler's FLOP count. */
 const FLOPS_PER_ELEMENT: Record<string, number> = {
-  stats_partials: 3, // d = x - pivot, then the running sum of d and of d * d (Welford's merge, counted as these)
+  stats_partials: 3, // d = x - pivot, then the running sums of d and of d * d
   normalize: 4, // ((x - pivot) - offset) * scale + shift
   grad_partials: 5, // sum += g; sum_gx += g * ((x - pivot) - offset)
   grad_input: 6, // scale * g + k_centred * ((x - pivot) - offset) + k_const
