@@ -13,7 +13,7 @@
 //
 // Reductions run in two fixed-order passes: each invocation of workgroup (p, c) writes its own partial (no
 // barrier in the per-element pass: on software adapters a workgroup tree costs as much as the loads), then one
-// workgroup per channel combines the channel's P * WG partials in a fixed order. Deterministic, no atomics.
+// invocation per channel combines the channel's P * WG partials in a fixed order. Deterministic, no atomics.
 //
 // Statistics are numerically sound for data whose mean is large relative to its spread:
 //  - every value is taken relative to a per-channel pivot, the channel's first element (so x - pivot is exact for
@@ -80,7 +80,6 @@ struct PerChannel {
 @group(0) @binding(20) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 64u;        // invocations of the chunked kernels
-const FINAL_WG: u32 = 64u;  // invocations of the per-channel (second-pass) kernels: 8 * 8, see combine_moments
 
 // ---- walking a channel's range ---------------------------------------------------------------------------------
 
@@ -130,43 +129,6 @@ fn merge(a: Moments, b: Moments) -> Moments {
   let delta = b.mean - a.mean;
   let b_share = b.n / n;
   return Moments(n, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.n * b_share);
-}
-
-var<workgroup> wg_moments: array<Moments, FINAL_WG>;
-var<workgroup> wg_sums: array<vec2<f32>, FINAL_WG>;
-
-// The per-channel kernels combine FINAL_WG = 8 * 8 values in a fixed order with two barriers (a binary tree would
-// take six): eight invocations each combine eight neighbours, then invocation 0 combines those eight.
-fn combine_moments(lid: u32, m: Moments) -> Moments {
-  wg_moments[lid] = m;
-  workgroupBarrier();
-  if (lid < 8u) {
-    var t = wg_moments[lid * 8u];
-    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[lid * 8u + k]); }
-    wg_moments[lid * 8u] = t;
-  }
-  workgroupBarrier();
-  var t = wg_moments[0];
-  if (lid == 0u) {
-    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[k * 8u]); }
-  }
-  return t; // the total in invocation 0
-}
-
-fn combine_sums(lid: u32, v: vec2<f32>) -> vec2<f32> {
-  wg_sums[lid] = v;
-  workgroupBarrier();
-  if (lid < 8u) {
-    var t = wg_sums[lid * 8u];
-    for (var k = 1u; k < 8u; k++) { t += wg_sums[lid * 8u + k]; }
-    wg_sums[lid * 8u] = t;
-  }
-  workgroupBarrier();
-  var t = wg_sums[0];
-  if (lid == 0u) {
-    for (var k = 1u; k < 8u; k++) { t += wg_sums[k * 8u]; }
-  }
-  return t; // the total in invocation 0
 }
 
 // ---- forward: batch statistics ---------------------------------------------------------------------------------
@@ -220,15 +182,26 @@ fn stats_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
   store_moments_partial(wid.y, wid, lid, moments_of_sums(n, dot(sum_d, vec4<f32>(1.0)), dot(sum_d2, vec4<f32>(1.0))));
 }
 
-// One workgroup per channel: merges the channel's P * WG partials (fixed order) and writes its five statistics rows.
-fn finalize_moments(c: u32, lid: u32) -> Moments {
-  var m = Moments(0.0, 0.0, 0.0);
+// The per-channel kernels run one invocation per channel: no workgroup tree, whose barriers cost a software adapter
+// more (as coroutines, and in compile time) than the few partials each channel has. The channel's P * WG partials
+// are combined in the order a 64-invocation tree would: slot l (of WG = 64) merges entries l, l + WG, ...; eight
+// consecutive slots are merged, then the eight groups (so a chain is never longer than P + 16 merges).
+fn finalize_moments(c: u32) -> Moments {
   let entries = pp.partials * WG;
-  for (var k = lid; k < entries; k += FINAL_WG) {
-    let at = (c * entries + k) * 3u;
-    m = merge(m, Moments(partials_in[at], partials_in[at + 1u], partials_in[at + 2u]));
+  var total = Moments(0.0, 0.0, 0.0);
+  for (var group = 0u; group < 8u; group++) {
+    var t = Moments(0.0, 0.0, 0.0);
+    for (var slot = 8u * group; slot < 8u * group + 8u; slot++) {
+      var m = Moments(0.0, 0.0, 0.0);
+      for (var k = slot; k < entries; k += WG) {
+        let at = (c * entries + k) * 3u;
+        m = merge(m, Moments(partials_in[at], partials_in[at + 1u], partials_in[at + 2u]));
+      }
+      t = merge(t, m);
+    }
+    total = merge(total, t);
   }
-  return combine_moments(lid, m);
+  return total;
 }
 
 fn write_stats(c: u32, pivot: f32, offset: f32, inv_std: f32) {
@@ -247,25 +220,25 @@ fn write_batch_stats(c: u32, m: Moments) {
   write_stats(c, x[c * pp.hw], m.mean, 1.0 / sqrt(m.m2 / m.n + pp.eps)); // biased variance normalises
 }
 
-@compute @workgroup_size(FINAL_WG)
-fn stats_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let m = finalize_moments(wid.x, lid);
-  if (lid == 0u) { write_batch_stats(wid.x, m); }
+@compute @workgroup_size(64)
+fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
+  write_batch_stats(c, finalize_moments(c));
 }
 
 // Same, and updates the running statistics in place: running = (1 - momentum) * running + momentum * batch, with
 // the unbiased variance M2 / (n - 1).
-@compute @workgroup_size(FINAL_WG)
-fn stats_finalize_update_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  let m = finalize_moments(c, lid);
-  if (lid == 0u) {
-    write_batch_stats(c, m);
-    let batch_mean = x[c * pp.hw] + m.mean;
-    let unbiased_var = m.m2 / (m.n - 1.0);
-    running_mean[c] = (1.0 - pp.momentum) * running_mean[c] + pp.momentum * batch_mean;
-    running_var[c] = (1.0 - pp.momentum) * running_var[c] + pp.momentum * unbiased_var;
-  }
+@compute @workgroup_size(64)
+fn stats_finalize_update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
+  let m = finalize_moments(c);
+  write_batch_stats(c, m);
+  let batch_mean = x[c * pp.hw] + m.mean;
+  let unbiased_var = m.m2 / (m.n - 1.0);
+  running_mean[c] = (1.0 - pp.momentum) * running_mean[c] + pp.momentum * batch_mean;
+  running_var[c] = (1.0 - pp.momentum) * running_var[c] + pp.momentum * unbiased_var;
 }
 
 // ---- forward: evaluation-mode statistics ----------------------------------------------------------------------
@@ -345,31 +318,37 @@ fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   store_sums_partial(wid.y, wid, lid, acc, cp.partials);
 }
 
-// One workgroup per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
+// One invocation per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
 // coefficients of the training-mode input gradient
 //   dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)) = scale * g + k_centred * (x - mean) + k_const,
 //   k_centred = -scale * inv_std * mean(g * x_hat), k_const = -scale * mean(g)   -> dx_coef[c], dx_coef[C + c].
-@compute @workgroup_size(FINAL_WG)
-fn grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  var acc = vec2<f32>(0.0, 0.0);
+@compute @workgroup_size(64)
+fn grad_finalize(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
   let entries = pp.partials * WG;
-  for (var k = lid; k < entries; k += FINAL_WG) {
-    let at = (c * entries + k) * 2u;
-    acc += vec2<f32>(partials_in[at], partials_in[at + 1u]);
+  var total = vec2<f32>(0.0, 0.0);
+  for (var group = 0u; group < 8u; group++) { // in finalize_moments' order
+    var t = vec2<f32>(0.0, 0.0);
+    for (var slot = 8u * group; slot < 8u * group + 8u; slot++) {
+      var acc = vec2<f32>(0.0, 0.0);
+      for (var k = slot; k < entries; k += WG) {
+        let at = (c * entries + k) * 2u;
+        acc += vec2<f32>(partials_in[at], partials_in[at + 1u]);
+      }
+      t += acc;
+    }
+    total += t;
   }
-  let total = combine_sums(lid, acc);
-  if (lid == 0u) {
-    let inv_std = stats_in[2u * pp.channels + c];
-    let scale = stats_in[3u * pp.channels + c];
-    let sum_g = total.x;
-    let sum_g_xhat = total.y * inv_std;
-    grad_bias[c] = sum_g;
-    grad_weight[c] = sum_g_xhat;
-    let inv_count = 1.0 / f32(pp.count);
-    dx_coef[c] = -scale * inv_std * (sum_g_xhat * inv_count);
-    dx_coef[pp.channels + c] = -scale * (sum_g * inv_count);
-  }
+  let inv_std = stats_in[2u * pp.channels + c];
+  let scale = stats_in[3u * pp.channels + c];
+  let sum_g = total.x;
+  let sum_g_xhat = total.y * inv_std;
+  grad_bias[c] = sum_g;
+  grad_weight[c] = sum_g_xhat;
+  let inv_count = 1.0 / f32(pp.count);
+  dx_coef[c] = -scale * inv_std * (sum_g_xhat * inv_count);
+  dx_coef[pp.channels + c] = -scale * (sum_g * inv_count);
 }
 
 // Training: dx = scale * g + k_centred * ((x - pivot) - offset) + k_const, the batch statistics' own gradients

@@ -6,7 +6,7 @@
 // statistics in place (unbiased variance); evaluation mode normalises with the running statistics. Every
 // per-element pass runs one workgroup per (chunk of a channel), so per-channel constants are loaded once per
 // invocation; the per-channel reductions over N * H * W are two-pass parallel reductions (partials, then a
-// fixed-order combine). See shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay
+// fixed-order combine, one invocation per channel). See shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay
 // precise for large means.
 import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
@@ -165,11 +165,11 @@ export function batchNormStats(
     dev.dispatch('batchnorm', 'stats_finalize_update_running', {
       bindings: { x, partials_in: partials, ...affine, stats, running_mean: runningMean, running_var: runningVar },
       params,
-      workgroups: l.channels,
+      workgroups: Math.ceil(l.channels / 64),
       cost: finalizeCost,
     });
   } else {
-    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: l.channels, cost: finalizeCost });
+    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: Math.ceil(l.channels / 64), cost: finalizeCost });
   }
   partials.dispose();
   return stats;
@@ -217,7 +217,7 @@ export function batchNormBackward(
     dev.dispatch('batchnorm', 'grad_finalize', {
       bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
       params: perChannelParams(l, null, null),
-      workgroups: l.channels,
+      workgroups: Math.ceil(l.channels / 64),
     });
     partials.dispose();
   }
@@ -376,7 +376,7 @@ export function batchNormReluMaxPoolBackward(
     dev.dispatch('batchnorm', 'grad_finalize', {
       bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
       params: { ...perChannelParams(p.bn, null, null), partials: p.partials },
-      workgroups: p.bn.channels,
+      workgroups: Math.ceil(p.bn.channels / 64),
     });
     partials.dispose();
   }
