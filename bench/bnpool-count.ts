@@ -4,6 +4,8 @@
 //   bash bench/count.sh bench/bnpool-count.ts 64x16x64x64 fused-bwd
 // Without a go-file it times old and new interleaved in one process instead (median of alternating rounds):
 //   npx tsx bench/bnpool-count.ts time
+// The demo student's BN-ReLU pairs (no pool) count as bnrelu-fwd, bnrelu-bwd (and bnrelu-bwd-sums, the gradient
+// sums alone); copy is the yardstick: bash bench/count.sh bench/bnpool-count.ts 64x32x28x28 bnrelu-bwd
 import { handshake } from './handshake.js';
 import { Device } from '../src/gpu/device.js';
 import { Tensor } from '../src/tensor.js';
@@ -55,10 +57,30 @@ function makeCase(spec: string, variant: string): Case {
     case 'fused-bwd':
       // sums (read x, g), dx (read x, g, write dx)
       return { run: () => void batchNormReluMaxPoolBackward(x, stats, gPooled, options, wanted), bytes: f + f / 4 + 2 * f + f / 4 };
+    case 'bnrelu-fwd':
+      // A BN-ReLU pair without a pool (the demo student's), training forward with the running statistics: statistics
+      // (read x), normalise + relu (read x, write y).
+      return { run: () => void batchNormApply(x, fwdStats(), true), bytes: 3 * f };
+    case 'bnrelu-bwd-sums': {
+      // Only the weight and bias gradients of bnrelu-bwd: the sums pass (read x, dy) and its finalize.
+      const dy = Tensor.randn(shape, { seed: 5 });
+      return { run: () => void batchNormBackward(x, stats, dy, { training: true, relu: true }, { x: false, weight: true, bias: true }), bytes: 2 * f };
+    }
     case 'bnrelu-bwd': {
       // A BN-ReLU pair without a pool (the demo student's): its training backward, sums then dx.
       const dy = Tensor.randn(shape, { seed: 5 });
       return { run: () => void batchNormBackward(x, stats, dy, { training: true, relu: true }, wanted), bytes: 5 * f };
+    }
+    case 'grad-finalize': {
+      // grad_finalize alone (one workgroup per channel, with barriers) over the partials of the chunked passes.
+      const per = Math.max(1, Math.ceil((n * h * w) / 8192));
+      const partials = Tensor.zeros([c, per * 64, 2]);
+      const out = () => Tensor.empty([c]);
+      const params = { channels: c, hw: h * w, count: n * h * w, partials: per, has_weight: 0, has_bias: 0, eps: 0, momentum: 0 };
+      return {
+        run: () => dev.dispatch('batchnorm', 'grad_finalize', { bindings: { partials_in: partials, stats_in: stats, grad_weight: out(), grad_bias: out(), dx_coef: Tensor.empty([2, c]) }, params, workgroups: c }),
+        bytes: partials.byteLength,
+      };
     }
     case 'copy': {
       // The yardstick: the roofline's copy kernel over x (one vec4 read and written per invocation).

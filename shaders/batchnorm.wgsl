@@ -8,18 +8,21 @@
 // element), each invocation handles chunk / WG elements (few workgroups: software adapters pay per workgroup), and
 // no element needs an integer division (a cursor steps through (n, s); see `Cursor`). Where HW % 4 == 0 the
 // `_vec4` entries do the same in units of 4 elements (a plane then starts on a 16-byte boundary), so one load
-// fetches 4 values.
+// fetches 4 values; where C % 4 == 0 and either H * W % 4 != 0 or a channel is smaller than one chunk, the
+// `_grouped` entries load 4 values that may span channels, a workgroup covering four (see there).
 //
 // Reductions run in two fixed-order passes: each invocation of workgroup (p, c) writes its own partial (no
 // barrier in the per-element pass: on software adapters a workgroup tree costs as much as the loads), then one
-// workgroup per channel combines the channel's P * WG partials in a fixed order. Deterministic, no atomics.
+// invocation per channel combines the channel's P * WG partials in a fixed order. Deterministic, no atomics.
 //
 // Statistics are numerically sound for data whose mean is large relative to its spread:
 //  - every value is taken relative to a per-channel pivot, the channel's first element (so x - pivot is exact for
 //    nearby values and the mean is stored as pivot + a small, precise offset), and
-//  - each invocation accumulates count, mean and M2 (sum of squared deviations) of its own elements with Welford
-//    updates (Chan's merge of single values or 4-value blocks), and these are merged with Chan's formula; never
-//    sum(x^2) - sum(x)^2 / n.
+//  - each invocation sums d = x - pivot and d * d over its own few elements (chunk / WG: at most 128), turns them
+//    into (count, mean, M2 = sum d^2 - (sum d)^2 / count) once, and these moments are merged with Chan's formula;
+//    never sum(x^2) - sum(x)^2 / n over raw values. The shifted sums lose about log10(1 + (mean - pivot)^2 / var)
+//    digits to cancellation, over few terms, and cost one add and one multiply-add per element (a Welford update
+//    per element costs a division and a loop-carried chain of its latency).
 //
 // The saved statistics `stats` are five rows of C values:
 //   [0, C) pivot, [C, 2C) offset = mean - pivot, [2C, 3C) inv_std = 1/std, [3C, 4C) scale = weight * inv_std,
@@ -77,7 +80,6 @@ struct PerChannel {
 @group(0) @binding(20) var<storage, read_write> out4: array<vec4<f32>>;
 
 const WG: u32 = 64u;        // invocations of the chunked kernels
-const FINAL_WG: u32 = 64u;  // invocations of the per-channel (second-pass) kernels: 8 * 8, see combine_moments
 
 // ---- walking a channel's range ---------------------------------------------------------------------------------
 
@@ -129,87 +131,77 @@ fn merge(a: Moments, b: Moments) -> Moments {
   return Moments(n, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.n * b_share);
 }
 
-var<workgroup> wg_moments: array<Moments, FINAL_WG>;
-var<workgroup> wg_sums: array<vec2<f32>, FINAL_WG>;
-
-// The per-channel kernels combine FINAL_WG = 8 * 8 values in a fixed order with two barriers (a binary tree would
-// take six): eight invocations each combine eight neighbours, then invocation 0 combines those eight.
-fn combine_moments(lid: u32, m: Moments) -> Moments {
-  wg_moments[lid] = m;
-  workgroupBarrier();
-  if (lid < 8u) {
-    var t = wg_moments[lid * 8u];
-    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[lid * 8u + k]); }
-    wg_moments[lid * 8u] = t;
-  }
-  workgroupBarrier();
-  var t = wg_moments[0];
-  if (lid == 0u) {
-    for (var k = 1u; k < 8u; k++) { t = merge(t, wg_moments[k * 8u]); }
-  }
-  return t; // the total in invocation 0
-}
-
-fn combine_sums(lid: u32, v: vec2<f32>) -> vec2<f32> {
-  wg_sums[lid] = v;
-  workgroupBarrier();
-  if (lid < 8u) {
-    var t = wg_sums[lid * 8u];
-    for (var k = 1u; k < 8u; k++) { t += wg_sums[lid * 8u + k]; }
-    wg_sums[lid * 8u] = t;
-  }
-  workgroupBarrier();
-  var t = wg_sums[0];
-  if (lid == 0u) {
-    for (var k = 1u; k < 8u; k++) { t += wg_sums[k * 8u]; }
-  }
-  return t; // the total in invocation 0
-}
-
 // ---- forward: batch statistics ---------------------------------------------------------------------------------
 
-// Invocation lid of workgroup (p, c): moments of x - pivot over its elements of the channel's p-th chunk ->
-// partials[((c * P + p) * WG + lid) * 3 + {0, 1, 2}].
-fn store_moments_partial(wid: vec3<u32>, lid: u32, m: Moments) {
-  let at = ((wid.y * cp.partials + wid.x) * WG + lid) * 3u;
+// Invocation lid of workgroup p of channel c: moments of x - pivot over its elements of the channel's p-th chunk
+// -> partials[((c * P + p) * WG + lid) * 3 + {0, 1, 2}].
+fn store_moments_partial(c: u32, wid: vec3<u32>, lid: u32, m: Moments) {
+  let at = ((c * cp.partials + wid.x) * WG + lid) * 3u;
   partials[at] = m.n;
   partials[at + 1u] = m.mean;
   partials[at + 2u] = m.m2;
 }
 
+// How many elements invocation lid of workgroup p visits: r = p * chunk + lid, + WG, ... < min((p + 1) * chunk,
+// count).
+fn visits(wid: vec3<u32>, lid: u32) -> u32 {
+  let first = wid.x * cp.chunk + lid;
+  let end = min(wid.x * cp.chunk + cp.chunk, cp.count);
+  return select(0u, (end - first + WG - 1u) / WG, first < end);
+}
+
+// The moments of `n` values from their shifted sums: sum d and sum d * d.
+fn moments_of_sums(n: f32, sum_d: f32, sum_d2: f32) -> Moments {
+  if (n == 0.0) { return Moments(0.0, 0.0, 0.0); }
+  let mean = sum_d / n;
+  return Moments(n, mean, max(sum_d2 - sum_d * mean, 0.0));
+}
+
 @compute @workgroup_size(WG)
 fn stats_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let pivot = x[wid.y * cp.hw];
-  var m = Moments(0.0, 0.0, 0.0);
+  var sums = vec2<f32>(0.0, 0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    m = merge(m, Moments(1.0, x[cur.i] - pivot, 0.0)); // Welford: one value at a time
+    let d = x[cur.i] - pivot;
+    sums += vec2<f32>(d, d * d);
   }
-  store_moments_partial(wid, lid, m);
+  store_moments_partial(wid.y, wid, lid, moments_of_sums(f32(visits(wid, lid)), sums.x, sums.y));
 }
 
 @compute @workgroup_size(WG)
 fn stats_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let pivot = x4[wid.y * cp.hw].x;
-  var m = Moments(0.0, 0.0, 0.0);
+  var sum_d = vec4<f32>(0.0);
+  var sum_d2 = vec4<f32>(0.0);
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
-    // Two-pass moments of the 4 values, merged as a block.
     let d = x4[cur.i] - pivot;
-    let block_mean = (d.x + d.y + d.z + d.w) * 0.25;
-    let e = d - block_mean;
-    m = merge(m, Moments(4.0, block_mean, dot(e, e)));
+    sum_d += d;
+    sum_d2 += d * d;
   }
-  store_moments_partial(wid, lid, m);
+  let n = 4.0 * f32(visits(wid, lid));
+  store_moments_partial(wid.y, wid, lid, moments_of_sums(n, dot(sum_d, vec4<f32>(1.0)), dot(sum_d2, vec4<f32>(1.0))));
 }
 
-// One workgroup per channel: merges the channel's P * WG partials (fixed order) and writes its five statistics rows.
-fn finalize_moments(c: u32, lid: u32) -> Moments {
-  var m = Moments(0.0, 0.0, 0.0);
+// The per-channel kernels run one invocation per channel: no workgroup tree, whose barriers cost a software adapter
+// more (as coroutines, and in compile time) than the few partials each channel has. The channel's P * WG partials
+// are combined in the order a 64-invocation tree would: slot l (of WG = 64) merges entries l, l + WG, ...; eight
+// consecutive slots are merged, then the eight groups (so a chain is never longer than P + 16 merges).
+fn finalize_moments(c: u32) -> Moments {
   let entries = pp.partials * WG;
-  for (var k = lid; k < entries; k += FINAL_WG) {
-    let at = (c * entries + k) * 3u;
-    m = merge(m, Moments(partials_in[at], partials_in[at + 1u], partials_in[at + 2u]));
+  var total = Moments(0.0, 0.0, 0.0);
+  for (var group = 0u; group < 8u; group++) {
+    var t = Moments(0.0, 0.0, 0.0);
+    for (var slot = 8u * group; slot < 8u * group + 8u; slot++) {
+      var m = Moments(0.0, 0.0, 0.0);
+      for (var k = slot; k < entries; k += WG) {
+        let at = (c * entries + k) * 3u;
+        m = merge(m, Moments(partials_in[at], partials_in[at + 1u], partials_in[at + 2u]));
+      }
+      t = merge(t, m);
+    }
+    total = merge(total, t);
   }
-  return combine_moments(lid, m);
+  return total;
 }
 
 fn write_stats(c: u32, pivot: f32, offset: f32, inv_std: f32) {
@@ -228,25 +220,25 @@ fn write_batch_stats(c: u32, m: Moments) {
   write_stats(c, x[c * pp.hw], m.mean, 1.0 / sqrt(m.m2 / m.n + pp.eps)); // biased variance normalises
 }
 
-@compute @workgroup_size(FINAL_WG)
-fn stats_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let m = finalize_moments(wid.x, lid);
-  if (lid == 0u) { write_batch_stats(wid.x, m); }
+@compute @workgroup_size(64)
+fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
+  write_batch_stats(c, finalize_moments(c));
 }
 
 // Same, and updates the running statistics in place: running = (1 - momentum) * running + momentum * batch, with
 // the unbiased variance M2 / (n - 1).
-@compute @workgroup_size(FINAL_WG)
-fn stats_finalize_update_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  let m = finalize_moments(c, lid);
-  if (lid == 0u) {
-    write_batch_stats(c, m);
-    let batch_mean = x[c * pp.hw] + m.mean;
-    let unbiased_var = m.m2 / (m.n - 1.0);
-    running_mean[c] = (1.0 - pp.momentum) * running_mean[c] + pp.momentum * batch_mean;
-    running_var[c] = (1.0 - pp.momentum) * running_var[c] + pp.momentum * unbiased_var;
-  }
+@compute @workgroup_size(64)
+fn stats_finalize_update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
+  let m = finalize_moments(c);
+  write_batch_stats(c, m);
+  let batch_mean = x[c * pp.hw] + m.mean;
+  let unbiased_var = m.m2 / (m.n - 1.0);
+  running_mean[c] = (1.0 - pp.momentum) * running_mean[c] + pp.momentum * batch_mean;
+  running_var[c] = (1.0 - pp.momentum) * running_var[c] + pp.momentum * unbiased_var;
 }
 
 // ---- forward: evaluation-mode statistics ----------------------------------------------------------------------
@@ -292,12 +284,12 @@ fn bn_grad4(dy: vec4<f32>, v: vec4<f32>, k: Affine) -> vec4<f32> {
   return dy;
 }
 
-// Invocation lid of workgroup (p, c): (sum of g, sum of g * (x - mean)) over its elements of the channel's p-th
-// chunk -> partials[((c * P + p) * WG + lid) * 2 + {0, 1}]. x - mean is taken as (x - pivot) - offset;
+// Invocation lid of workgroup p of channel c: (sum of g, sum of g * (x - mean)) over its elements of the
+// channel's p-th chunk -> partials[((c * P + p) * WG + lid) * 2 + {0, 1}]. x - mean is taken as (x - pivot) - offset;
 // grad_finalize multiplies by inv_std (x_hat = (x - mean) * inv_std).
 // (`per_channel`: workgroups per channel, from the entry's own uniform.)
-fn store_sums_partial(wid: vec3<u32>, lid: u32, acc: vec2<f32>, per_channel: u32) {
-  let at = ((wid.y * per_channel + wid.x) * WG + lid) * 2u;
+fn store_sums_partial(c: u32, wid: vec3<u32>, lid: u32, acc: vec2<f32>, per_channel: u32) {
+  let at = ((c * per_channel + wid.x) * WG + lid) * 2u;
   partials[at] = acc.x;
   partials[at + 1u] = acc.y;
 }
@@ -311,7 +303,7 @@ fn grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let g = bn_grad(grad_out[cur.i], v, k);
     acc += vec2<f32>(g, g * ((v - k.pivot) - k.offset));
   }
-  store_sums_partial(wid, lid, acc, cp.partials);
+  store_sums_partial(wid.y, wid, lid, acc, cp.partials);
 }
 
 @compute @workgroup_size(WG)
@@ -323,34 +315,40 @@ fn grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let g = bn_grad4(grad_out4[cur.i], v, k);
     acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
-  store_sums_partial(wid, lid, acc, cp.partials);
+  store_sums_partial(wid.y, wid, lid, acc, cp.partials);
 }
 
-// One workgroup per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
+// One invocation per channel: grad_bias = sum of g, grad_weight = sum of g * x_hat (fixed order), and the
 // coefficients of the training-mode input gradient
 //   dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)) = scale * g + k_centred * (x - mean) + k_const,
 //   k_centred = -scale * inv_std * mean(g * x_hat), k_const = -scale * mean(g)   -> dx_coef[c], dx_coef[C + c].
-@compute @workgroup_size(FINAL_WG)
-fn grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  var acc = vec2<f32>(0.0, 0.0);
+@compute @workgroup_size(64)
+fn grad_finalize(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= pp.channels) { return; }
   let entries = pp.partials * WG;
-  for (var k = lid; k < entries; k += FINAL_WG) {
-    let at = (c * entries + k) * 2u;
-    acc += vec2<f32>(partials_in[at], partials_in[at + 1u]);
+  var total = vec2<f32>(0.0, 0.0);
+  for (var group = 0u; group < 8u; group++) { // in finalize_moments' order
+    var t = vec2<f32>(0.0, 0.0);
+    for (var slot = 8u * group; slot < 8u * group + 8u; slot++) {
+      var acc = vec2<f32>(0.0, 0.0);
+      for (var k = slot; k < entries; k += WG) {
+        let at = (c * entries + k) * 2u;
+        acc += vec2<f32>(partials_in[at], partials_in[at + 1u]);
+      }
+      t += acc;
+    }
+    total += t;
   }
-  let total = combine_sums(lid, acc);
-  if (lid == 0u) {
-    let inv_std = stats_in[2u * pp.channels + c];
-    let scale = stats_in[3u * pp.channels + c];
-    let sum_g = total.x;
-    let sum_g_xhat = total.y * inv_std;
-    grad_bias[c] = sum_g;
-    grad_weight[c] = sum_g_xhat;
-    let inv_count = 1.0 / f32(pp.count);
-    dx_coef[c] = -scale * inv_std * (sum_g_xhat * inv_count);
-    dx_coef[pp.channels + c] = -scale * (sum_g * inv_count);
-  }
+  let inv_std = stats_in[2u * pp.channels + c];
+  let scale = stats_in[3u * pp.channels + c];
+  let sum_g = total.x;
+  let sum_g_xhat = total.y * inv_std;
+  grad_bias[c] = sum_g;
+  grad_weight[c] = sum_g_xhat;
+  let inv_count = 1.0 / f32(pp.count);
+  dx_coef[c] = -scale * inv_std * (sum_g_xhat * inv_count);
+  dx_coef[pp.channels + c] = -scale * (sum_g * inv_count);
 }
 
 // Training: dx = scale * g + k_centred * ((x - pivot) - offset) + k_const, the batch statistics' own gradients
@@ -388,6 +386,186 @@ fn grad_input_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   for (var cur = cursor_start(wid, lid); cur.r < cur.end; advance(&cur)) {
     let v = x4[cur.i];
     out4[cur.i] = k.scale * bn_grad4(grad_out4[cur.i], v, k) + k_centred * ((v - k.pivot) - k.offset) + k_const;
+  }
+}
+
+// ---- C % 4 == 0 (and H * W % 4 != 0, or small planes): 4 values per load across four channels' planes ----------
+//
+// Channels 4g .. 4g + 3 of batch n are 4 * HW contiguous elements starting on a 16-byte boundary: HW vec4s, the
+// "block" (n, g). Unit v of the block is x4[(n * C / 4 + g) * HW + v]; its component t is element 4v + t of the
+// block, in channel 4g + k with k = (4v + t) / HW. Workgroup (p, g) covers the blocks of batches [p * chunk,
+// (p + 1) * chunk) of group g (their uniform: hw = HW, channels = C / 4 groups, count = N, chunk in batches), and
+// its invocations hold their unit v fixed while stepping through the batches: J = max(1, WG / HW) invocations per
+// unit, invocation lid at v = lid % HW (and v + WG, ... when HW > WG) and batch j = lid / HW (+ J, ...); those with
+// j >= J idle. So each component's channel, and the constants picked by it, stay fixed through the inner loop,
+// which is as plain as the _vec4 entries' (4 values per load, far cheaper per value than scalar loads on a software
+// adapter). One reduction partial per channel of the group and invocation, in the layout of the other entries
+// (P = workgroups per group).
+
+// Per component of unit v: k >= 1, k >= 2, k >= 3.
+struct Group { ge1: vec4<bool>, ge2: vec4<bool>, ge3: vec4<bool> }
+
+fn group_of(v: u32) -> Group {
+  let e = vec4<u32>(4u * v) + vec4<u32>(0u, 1u, 2u, 3u);
+  return Group(e >= vec4<u32>(cp.hw), e >= vec4<u32>(2u * cp.hw), e >= vec4<u32>(3u * cp.hw));
+}
+
+// Per component, its channel's value among the group's four (v.x for k = 0, ..., v.w for k = 3).
+fn pick(v: vec4<f32>, m: Group) -> vec4<f32> {
+  return select(select(select(vec4<f32>(v.x), vec4<f32>(v.y), m.ge1), vec4<f32>(v.z), m.ge2), vec4<f32>(v.w), m.ge3);
+}
+
+fn sum_where(v: vec4<f32>, m: vec4<bool>) -> f32 { return dot(select(vec4<f32>(0.0), v, m), vec4<f32>(1.0)); }
+
+// The sums of v's components per channel of the group (x: k = 0, ..., w: k = 3): exact selections, no differences.
+fn per_channel(v: vec4<f32>, m: Group) -> vec4<f32> {
+  return vec4<f32>(sum_where(v, !m.ge1), sum_where(v, m.ge1 & !m.ge2), sum_where(v, m.ge2 & !m.ge3), sum_where(v, m.ge3));
+}
+
+// An invocation's walk: units v = v0, v0 + WG, ... < HW; for each, batches n = n0, n0 + J, ... < n_end, at tensor
+// indices (n * groups + g) * HW + v in [walk_range(...).x, .y) stepping by `step` = J * groups * HW.
+struct GroupWalk { v0: u32, n0: u32, n_end: u32, step: u32, visits: u32 }
+
+fn group_walk(wid: vec3<u32>, lid: u32) -> GroupWalk {
+  let per_unit = max(1u, WG / cp.hw); // J
+  let j = lid / cp.hw;
+  let n_begin = wid.x * cp.chunk;
+  let n_end = min(n_begin + cp.chunk, cp.count);
+  let n0 = select(n_end, n_begin + j, j < per_unit && n_begin + j < n_end); // idle: an empty batch range
+  return GroupWalk(lid - j * cp.hw, n0, n_end, per_unit * cp.channels * cp.hw, (n_end - n0 + per_unit - 1u) / per_unit);
+}
+
+fn walk_range(w: GroupWalk, g: u32, v: u32) -> vec2<u32> {
+  return vec2<u32>((w.n0 * cp.channels + g) * cp.hw + v, (w.n_end * cp.channels + g) * cp.hw + v);
+}
+
+// Row `row` of the saved statistics for the group's four channels.
+fn group_row(row: u32, g: u32) -> vec4<f32> {
+  let at = row * 4u * cp.channels + 4u * g;
+  return vec4<f32>(stats_in[at], stats_in[at + 1u], stats_in[at + 2u], stats_in[at + 3u]);
+}
+
+struct Affine4 { pivot: vec4<f32>, offset: vec4<f32>, scale: vec4<f32>, shift: vec4<f32> }
+
+fn group_affine_of(g: u32) -> Affine4 {
+  return Affine4(group_row(0u, g), group_row(1u, g), group_row(3u, g), group_row(4u, g));
+}
+
+// The constants of unit v's components.
+fn unit_affine(k: Affine4, m: Group) -> Affine4 {
+  return Affine4(pick(k.pivot, m), pick(k.offset, m), pick(k.scale, m), pick(k.shift, m));
+}
+
+// x - mean as (x - pivot) - offset, and the gradient reaching the batch norm (bn_grad4 per component).
+fn centred4(v: vec4<f32>, a: Affine4) -> vec4<f32> { return (v - a.pivot) - a.offset; }
+
+fn unit_grad(dy: vec4<f32>, v: vec4<f32>, a: Affine4) -> vec4<f32> {
+  if (RELU) { return select(vec4<f32>(0.0), dy, centred4(v, a) * a.scale + a.shift > vec4<f32>(0.0)); }
+  return dy;
+}
+
+// Element i of x through its vec4 binding.
+fn element4(i: u32) -> f32 { return x4[i / 4u][i % 4u]; }
+
+@compute @workgroup_size(WG)
+fn stats_partials_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y;
+  // The pivots, as stats_finalize's: each channel's first element (batch 0), channel 4g + k's at (4g + k) * HW.
+  let first = 4u * g * cp.hw;
+  let pivot = vec4<f32>(element4(first), element4(first + cp.hw), element4(first + 2u * cp.hw), element4(first + 3u * cp.hw));
+  let w = group_walk(wid, lid);
+  var n = vec4<f32>(0.0);
+  var sum_d = vec4<f32>(0.0);
+  var sum_d2 = vec4<f32>(0.0);
+  for (var v = w.v0; v < cp.hw; v += WG) {
+    let m = group_of(v);
+    let p = pick(pivot, m);
+    var s = vec4<f32>(0.0);
+    var q = vec4<f32>(0.0);
+    let range = walk_range(w, g, v);
+    for (var i = range.x; i < range.y; i += w.step) {
+      let d = x4[i] - p;
+      s += d;
+      q += d * d;
+    }
+    n += per_channel(vec4<f32>(f32(w.visits)), m);
+    sum_d += per_channel(s, m);
+    sum_d2 += per_channel(q, m);
+  }
+  store_moments_partial(4u * g, wid, lid, moments_of_sums(n.x, sum_d.x, sum_d2.x));
+  store_moments_partial(4u * g + 1u, wid, lid, moments_of_sums(n.y, sum_d.y, sum_d2.y));
+  store_moments_partial(4u * g + 2u, wid, lid, moments_of_sums(n.z, sum_d.z, sum_d2.z));
+  store_moments_partial(4u * g + 3u, wid, lid, moments_of_sums(n.w, sum_d.w, sum_d2.w));
+}
+
+@compute @workgroup_size(WG)
+fn normalize_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y;
+  let k = group_affine_of(g);
+  let w = group_walk(wid, lid);
+  for (var v = w.v0; v < cp.hw; v += WG) {
+    let a = unit_affine(k, group_of(v));
+    let range = walk_range(w, g, v);
+    for (var i = range.x; i < range.y; i += w.step) {
+      let y = centred4(x4[i], a) * a.scale + a.shift;
+      out4[i] = select(y, max(y, vec4<f32>(0.0)), RELU);
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn grad_partials_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y;
+  let k = group_affine_of(g);
+  let w = group_walk(wid, lid);
+  var sum_g = vec4<f32>(0.0);
+  var sum_gx = vec4<f32>(0.0);
+  for (var v = w.v0; v < cp.hw; v += WG) {
+    let m = group_of(v);
+    let a = unit_affine(k, m);
+    var s = vec4<f32>(0.0);
+    var sx = vec4<f32>(0.0);
+    let range = walk_range(w, g, v);
+    for (var i = range.x; i < range.y; i += w.step) {
+      let x_i = x4[i];
+      let gr = unit_grad(grad_out4[i], x_i, a);
+      s += gr;
+      sx += gr * centred4(x_i, a);
+    }
+    sum_g += per_channel(s, m);
+    sum_gx += per_channel(sx, m);
+  }
+  store_sums_partial(4u * g, wid, lid, vec2<f32>(sum_g.x, sum_gx.x), cp.partials);
+  store_sums_partial(4u * g + 1u, wid, lid, vec2<f32>(sum_g.y, sum_gx.y), cp.partials);
+  store_sums_partial(4u * g + 2u, wid, lid, vec2<f32>(sum_g.z, sum_gx.z), cp.partials);
+  store_sums_partial(4u * g + 3u, wid, lid, vec2<f32>(sum_g.w, sum_gx.w), cp.partials);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y;
+  let k = group_affine_of(g);
+  let w = group_walk(wid, lid);
+  let at = 4u * g;
+  let channels = 4u * cp.channels;
+  var centred = vec4<f32>(0.0);
+  var constant = vec4<f32>(0.0);
+  if (TRAINING) {
+    centred = vec4<f32>(dx_coef_in[at], dx_coef_in[at + 1u], dx_coef_in[at + 2u], dx_coef_in[at + 3u]);
+    constant = vec4<f32>(dx_coef_in[channels + at], dx_coef_in[channels + at + 1u], dx_coef_in[channels + at + 2u],
+                         dx_coef_in[channels + at + 3u]);
+  }
+  for (var v = w.v0; v < cp.hw; v += WG) {
+    let m = group_of(v);
+    let a = unit_affine(k, m);
+    let c_centred = pick(centred, m);
+    let c_const = pick(constant, m);
+    let range = walk_range(w, g, v);
+    for (var i = range.x; i < range.y; i += w.step) {
+      let x_i = x4[i];
+      let gr = a.scale * unit_grad(grad_out4[i], x_i, a);
+      out4[i] = select(gr, gr + c_centred * centred4(x_i, a) + c_const, TRAINING);
+    }
   }
 }
 
@@ -570,7 +748,7 @@ fn relu_max_pool_grad_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(l
     let g = route(pick_max(bn_relu(v.x, k), bn_relu(v.y, k), bn_relu(v.z, k), bn_relu(v.w, k)), grad_out[pooled_index(cur, c)]);
     acc += vec2<f32>(g.x + g.y + g.z + g.w, dot(g, (v - k.pivot) - k.offset));
   }
-  store_sums_partial(wid, lid, acc, qp.partials);
+  store_sums_partial(wid.y, wid, lid, acc, qp.partials);
 }
 
 // (sum of g, sum of g * (x - mean)) over the two windows whose rows are x4[i] and x4[i + w4], pooled gradients g.
@@ -593,7 +771,7 @@ fn relu_max_pool_grad_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @buil
   for (var cur = pool_cursor_start(wid, lid); cur.r < cur.end; pool_advance(&cur, st)) {
     acc += pair_sums(window_row(cur, c) / 4u + cur.u, w4, k, grad_out2[pooled_index(cur, c)]);
   }
-  store_sums_partial(wid, lid, acc, qp.partials);
+  store_sums_partial(wid.y, wid, lid, acc, qp.partials);
 }
 
 @compute @workgroup_size(WG)
@@ -608,7 +786,7 @@ fn relu_max_pool_grad_partials_wide(@builtin(workgroup_id) wid: vec3<u32>, @buil
     let g = grad_out4[pooled_index(cur, c)];
     acc += pair_sums(i, w4, k, g.xy) + pair_sums(i + 1u, w4, k, g.zw);
   }
-  store_sums_partial(wid, lid, acc, qp.partials);
+  store_sums_partial(wid.y, wid, lid, acc, qp.partials);
 }
 
 // dx as grad_input: scale * g + k_centred * ((x - pivot) - offset) + k_const in training, scale * g in evaluation.

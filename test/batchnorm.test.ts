@@ -306,6 +306,78 @@ describe('batchNorm2d, 4 values per load where H * W % 4 == 0 (tolerance: forwar
   }
 });
 
+describe('batchNorm2d, 4 values per load across 4 channels where C % 4 == 0 and H * W % 4 != 0 or a channel is under one chunk (tolerance: forward rel 1e-5, backward rel 1e-4 (train) / 1e-5 (eval), reference vs FD 1e-5 / 1e-4 by size, 1e-6 eval)', () => {
+  // H * W odd (49, 15, 3, 1: a load then spans four channels), 6 (= 2 mod 4), batch 1, one group and several, and
+  // 4 * 2115 = 8460 units per group: 5 partials, the last one short.
+  const trainShapes: { shape: number[]; fd: number }[] = [
+    { shape: [1, 4, 7, 7], fd: 1e-5 },
+    { shape: [2, 8, 5, 3], fd: 1e-5 },
+    { shape: [3, 12, 3, 2], fd: 1e-5 },
+    { shape: [5, 4, 1, 1], fd: 1e-5 },
+    { shape: [2, 4, 1, 3], fd: 1e-5 },
+    { shape: [2, 20, 13, 7], fd: 1e-5 },
+    { shape: [4, 4, 45, 47], fd: 1e-4 },
+    // Small planes with H * W % 4 == 0 (a channel under one chunk): 16 and 4 units per block (4 and 16 invocations
+    // per unit), and 960 (more than a workgroup) in 4 partials of 2 batches, the last one short (1).
+    { shape: [2, 8, 4, 4], fd: 1e-5 },
+    { shape: [3, 4, 2, 2], fd: 1e-5 },
+    { shape: [5, 12, 1, 4], fd: 1e-5 },
+    { shape: [7, 4, 24, 40], fd: 1e-4 },
+  ];
+  for (const { shape, fd } of trainShapes) {
+    it(`training [${shape}], and with the fused ReLU`, async () => {
+      await checkBatchNorm({ shape, training: true, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-4, fd } });
+      await checkBatchNorm({ shape, training: true, relu: true, x: { std: 2 }, tol: { fwd: 1e-5, bwd: 1e-4, fd } });
+    });
+  }
+
+  it('training without weight and bias [3, 8, 13, 7], with the fused ReLU', async () => {
+    await checkBatchNorm({ shape: [3, 8, 13, 7], training: true, relu: true, affine: false, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  it('training with a large mean, values 1000 + N(0, 1) [2, 4, 29, 13]', async () => {
+    const shape = [2, 4, 29, 13];
+    await checkBatchNorm({ shape, training: true, x: { data: normal(numelOf(shape), 21, 1000, 1) }, tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  it('channels of very different spreads in one load (std 1e-3 next to 1e3) [3, 4, 5, 5]', async () => {
+    const shape = [3, 4, 5, 5];
+    const data = normal(numelOf(shape), 22);
+    const spread = [1e-3, 1e3, 1, 1e3];
+    for (let i = 0; i < data.length; i++) data[i] *= spread[Math.floor(i / 25) % 4];
+    await checkBatchNorm({ shape, training: true, relu: true, x: { data }, tol: { fwd: 1e-5, bwd: 1e-4 } });
+  });
+
+  it('a channel the ReLU cuts entirely (bias -20) gets exactly zero gradients; the others do not [2, 4, 13, 7]', async () => {
+    await checkBatchNorm({ shape: [2, 4, 13, 7], training: true, relu: true, weight: [1, 0.5, -1.5, 2], bias: [0.3, -20, 0, 0.1], tol: { fwd: 1e-5, bwd: 1e-4, fd: 1e-5 } });
+  });
+
+  for (const shape of [
+    [1, 8, 7, 7],
+    [3, 4, 3, 5],
+    [2, 8, 4, 4],
+  ]) {
+    it(`evaluation [${shape}], and with the fused ReLU`, async () => {
+      await checkBatchNorm({ shape, training: false, x: { std: 3 }, tol: { fwd: 1e-5, bwd: 1e-5 } });
+      await checkBatchNorm({ shape, training: false, relu: true, x: { std: 3 }, tol: { fwd: 1e-5, bwd: 1e-5 } });
+    });
+  }
+
+  it('updates the running statistics (tolerance: rel 1e-5) [2, 8, 7, 7]', async () => {
+    const shape = [2, 8, 7, 7];
+    const xData = Float64Array.from(Float32Array.from(normal(numelOf(shape), 23, 0.5, 1.5)));
+    const mean0 = Float64Array.from(Float32Array.from(uniform(8, 24, -1, 1)));
+    const var0 = Float64Array.from(Float32Array.from(uniform(8, 25, 0.5, 2)));
+    const runningMean = Tensor.fromArray(mean0, [8]);
+    const runningVar = Tensor.fromArray(var0, [8]);
+    const y = batchNorm2d(Tensor.fromArray(xData, shape), runningMean, runningVar, null, null, { training: true, relu: true });
+    expectClose(await y.toArray(), ref.batchNorm2d(xData, shape, { training: true, relu: true }), 1e-5, 'output');
+    const want = ref.updatedRunningStats(xData, shape, mean0, var0);
+    expectClose(await runningMean.toArray(), want.mean, 1e-5, 'running mean');
+    expectClose(await runningVar.toArray(), want.variance, 1e-5, 'running var');
+  });
+});
+
 describe('batchNorm2d with the fused ReLU = relu(batch_norm(x)), both paths (tolerance: forward rel 1e-5, backward rel 1e-4 (train) / 1e-5 (eval), reference vs FD 1e-5 / 1e-4 by size, 1e-6 eval)', () => {
   // Scalar path (H * W odd) and 4-value path (H * W % 4 == 0); the bias spreads the ReLU's cut over the range.
   const trainShapes: { shape: number[]; fd: number }[] = [

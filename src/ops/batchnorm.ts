@@ -6,7 +6,7 @@
 // statistics in place (unbiased variance); evaluation mode normalises with the running statistics. Every
 // per-element pass runs one workgroup per (chunk of a channel), so per-channel constants are loaded once per
 // invocation; the per-channel reductions over N * H * W are two-pass parallel reductions (partials, then a
-// fixed-order combine). See shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay
+// fixed-order combine, one invocation per channel). See shaders/batchnorm.wgsl for the layout of the saved statistics and why they stay
 // precise for large means.
 import { record } from '../autograd/tape.js';
 import { Tensor, shapeStr } from '../tensor.js';
@@ -31,23 +31,30 @@ interface Layout {
   channels: number;
   hw: number;
   count: number; // elements per channel, N * H * W
-  partials: number; // workgroups per channel
-  vec4: boolean; // H * W % 4 == 0: the per-element passes move 4 values per load (the `_vec4` entries)
+  partials: number; // workgroups per channel (per group of 4 channels on the grouped path)
+  /** How the per-element passes load: 4 values of one channel (`_vec4` entries, H * W % 4 == 0), 4 values across
+   * the planes of 4 consecutive channels (`_grouped`, otherwise when C % 4 == 0), or one value. */
+  path: 'vec4' | 'grouped' | 'scalar';
 }
 
 function layoutOf(x: Tensor): Layout {
   const [batch, channels, h, w] = x.shape;
   const count = batch * h * w;
-  return { batch, channels, hw: h * w, count, partials: Math.max(1, Math.ceil(count / CHUNK)), vec4: (h * w) % 4 === 0 };
+  // Grouped also where a channel is smaller than a workgroup's chunk (small planes): a workgroup then covers four.
+  const grouped = channels % 4 === 0 && ((h * w) % 4 !== 0 || count < CHUNK);
+  const path = grouped ? 'grouped' : (h * w) % 4 === 0 ? 'vec4' : 'scalar';
+  // A grouped workgroup covers whole batches of a group's blocks (4 * H * W elements each), at most one batch.
+  const partials = path === 'grouped' ? Math.min(batch, Math.ceil((count * 4) / CHUNK)) : Math.ceil(count / CHUNK);
+  return { batch, channels, hw: h * w, count, partials: Math.max(1, partials), path };
 }
 
-// The vec4 entries see the same tensors through these bindings.
+// The vec4 and grouped entries see the same tensors through these bindings.
 const VEC4_BINDING: Record<string, string> = { x: 'x4', grad_out: 'grad_out4', out: 'out4' };
 
 /** Arithmetic per element of each per-element pass, as the scalar kernel writes it (ReLU's max or mask adds one;
  * evaluation-mode grad_input is a single multiply): the profiler's FLOP count. */
 const FLOPS_PER_ELEMENT: Record<string, number> = {
-  stats_partials: 3, // d = x - pivot, then the running sum of d and of d * d (Welford's merge, counted as these)
+  stats_partials: 3, // d = x - pivot, then the running sums of d and of d * d
   normalize: 4, // ((x - pivot) - offset) * scale + shift
   grad_partials: 5, // sum += g; sum_gx += g * ((x - pivot) - offset)
   grad_input: 6, // scale * g + k_centred * ((x - pivot) - offset) + k_const
@@ -59,23 +66,22 @@ function passFlops(l: Layout, entry: string, variant?: Record<string, number>): 
 }
 
 /**
- * Dispatches a per-element pass (`entry` or `entry_vec4`) on the [partials, channels] grid. `variant` sets the
- * entry's pipeline constants (RELU, TRAINING): 0 or 1.
+ * Dispatches a per-element pass (`entry`, `entry_vec4` or `entry_grouped`) on the [partials, channels (or groups of
+ * 4)] grid. `variant` sets the entry's pipeline constants (RELU, TRAINING): 0 or 1.
  */
 function dispatchChunked(l: Layout, entry: string, bindings: Record<string, Tensor>, variant?: Record<string, number>): void {
-  const unit = l.vec4 ? 4 : 1;
-  const named = l.vec4 ? Object.fromEntries(Object.entries(bindings).map(([k, t]) => [VEC4_BINDING[k] ?? k, t])) : bindings;
+  const named = l.path === 'scalar' ? bindings : Object.fromEntries(Object.entries(bindings).map(([k, t]) => [VEC4_BINDING[k] ?? k, t]));
   const dev = bindings.x.device;
-  dev.dispatch('batchnorm', l.vec4 ? `${entry}_vec4` : entry, {
+  // Units: an element, a vec4 of a plane (H * W / 4 per plane), or (grouped) a batch of a group's blocks.
+  const grid = {
+    scalar: { hw: l.hw, channels: l.channels, count: l.count, chunk: CHUNK },
+    vec4: { hw: l.hw / 4, channels: l.channels, count: l.count / 4, chunk: CHUNK / 4 },
+    grouped: { hw: l.hw, channels: l.channels / 4, count: l.batch, chunk: Math.ceil(l.batch / l.partials) }, // in batches
+  }[l.path];
+  dev.dispatch('batchnorm', l.path === 'scalar' ? entry : `${entry}_${l.path}`, {
     bindings: named,
-    params: {
-      hw: l.hw / unit,
-      channels: l.channels,
-      count: l.count / unit,
-      chunk: CHUNK / unit,
-      partials: l.partials,
-    },
-    workgroups: [l.partials, l.channels],
+    params: { ...grid, partials: l.partials },
+    workgroups: [l.partials, grid.channels],
     constants: variant,
     cost: { flops: passFlops(l, entry, variant) },
   });
@@ -159,11 +165,11 @@ export function batchNormStats(
     dev.dispatch('batchnorm', 'stats_finalize_update_running', {
       bindings: { x, partials_in: partials, ...affine, stats, running_mean: runningMean, running_var: runningVar },
       params,
-      workgroups: l.channels,
+      workgroups: Math.ceil(l.channels / 64),
       cost: finalizeCost,
     });
   } else {
-    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: l.channels, cost: finalizeCost });
+    dev.dispatch('batchnorm', 'stats_finalize', { bindings: { x, partials_in: partials, ...affine, stats }, params, workgroups: Math.ceil(l.channels / 64), cost: finalizeCost });
   }
   partials.dispose();
   return stats;
@@ -211,7 +217,7 @@ export function batchNormBackward(
     dev.dispatch('batchnorm', 'grad_finalize', {
       bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
       params: perChannelParams(l, null, null),
-      workgroups: l.channels,
+      workgroups: Math.ceil(l.channels / 64),
     });
     partials.dispose();
   }
@@ -370,7 +376,7 @@ export function batchNormReluMaxPoolBackward(
     dev.dispatch('batchnorm', 'grad_finalize', {
       bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
       params: { ...perChannelParams(p.bn, null, null), partials: p.partials },
-      workgroups: p.bn.channels,
+      workgroups: Math.ceil(p.bn.channels / 64),
     });
     partials.dispose();
   }
