@@ -5,7 +5,9 @@
 //           so weight loads are uniform (a broadcast on GPUs; still one load per invocation on lavapipe, which
 //           only scalarises loads at constant addresses), and each row of input under the PB pixels is loaded
 //           once into a register window that all KW kernel columns reuse.
-// depthwise groups == C: the same windows, one channel per workgroup row.
+// depthwise groups == C: rows of at most MAX_ROW columns slide a window of whole rows down each plane (see
+//           'depthwise, sliding windows'); wider rows take the same windows as general, one channel per
+//           workgroup row.
 // stem      groups 1 and few weights (the first layer): the forward holds all output channels per invocation
 //           and the weight gradient a tile of output channels x all taps, with the input rows spelled out so
 //           weight loads (forward) and accumulators (weight gradient) have constant indices.
@@ -375,8 +377,8 @@ fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 // dx[n, c, ih, iw] = sum_{m, ky, kx} gy[n, c*mult + m, oh, ow] * wt[c*mult + m, 0, ky, kx], same gather.
 // Grid: x (+z) over phase pixel blocks, y over (input channel, phase).
 @compute @workgroup_size(64)
-fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                            @builtin(local_invocation_index) lid: u32) {
+fn depthwise_backward_input_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
   let pix = flat_group(wid, nwg) * WG + lid;
   if (pix >= p.n_blocks) { return; }
   let phases = p.sh * SW;
@@ -680,7 +682,7 @@ fn conv_backward_weight_stem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
 // KH*KW taps and the bias.
 // Grid: x over output channels, z over chunks.
 @compute @workgroup_size(64)
-fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn depthwise_backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let o = wid.x;
   let chunk = wid.z;
   var acc: array<f32, MAX_ACC>;
@@ -747,12 +749,12 @@ fn reduce_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   if (i < p.n_weight) { out[i] = s; } else { out_bias[i - p.n_weight] = s; }
 }
 
-// ---- depthwise forward ----------------------------------------------------------------------------------------
+// ---- depthwise forward, rows wider than the bands' registers ---------------------------------------------------
 
 // out[n, o, oh, ow] = bias[o] + sum_{ky, kx} x[n, o / mult, oh*sh - ph + ky*dh, ow*SW - pw + kx*DW] * wt[o, 0, ky, kx]
 // Grid: x (+z) over pixel blocks (n, oh, ow / PB), y over output channels.
 @compute @workgroup_size(64)
-fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn depthwise_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
   let pix = flat_group(wid, nwg) * WG + lid;
   if (pix >= p.n_blocks) { return; }
@@ -777,4 +779,362 @@ fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   for (var j = 0u; j < PB; j++) {
     if (ow0 + j < p.ow) { out[base + ow0 + j] = acc[j]; }
   }
+}
+
+
+// ---- depthwise, sliding windows of whole rows -----------------------------------------------------------------
+
+// For planes whose rows fit in registers (XW, YW <= MAX_ROW), each invocation slides down a band of rows of one
+// (image, channel) plane, keeping a window of whole rows in registers: per step it loads only the rows entering
+// the window (the forward and dW SH input rows per output row, dX one gy row per SH input rows), so each value is
+// loaded once per band instead of once per kernel row, and the KH x KW weights once per band. With the plane
+// geometry in override constants, which (input column, output column, tap) triples meet, and which taps fall on
+// padding, is known at compile time, so a step's unrolled body is multiply-adds on registers. Loads per lane
+// are what cost on SIMD-over-invocations drivers (lavapipe: a scalar load per lane whatever the address), and
+// lavapipe's compile time grows with the square of the loads in a shader, so the body is one step and the loop
+// over the band's rows stays a loop (its bound is a uniform, p.rows). Kernel rows are spelled out (calls with
+// literal rows, the extra calls empty) so every register-array index is a constant without unrolling a loop
+// over kernel rows (too large a body for Mesa's unroller, which would leave the arrays in memory).
+// Geometry: output row oh reads input rows ih = oh*SH - PH + ky*DH, output column ow input columns
+// iw = ow*SW - PW + kx*DW. A band is rows row0 .. row0 + p.rows - 1 of plane band / BANDS, row0 =
+// (band % BANDS) * p.rows; each starts with warm-up steps that fill the window and store nothing.
+
+const MAX_ROW: u32 = 32u;       // sliding kernels: columns of a row in registers (XW, YW)
+const MAX_WIN_ROWS: u32 = 9u;   // sliding kernels: rows in the window (WIN; dX: GWIN)
+const MAX_TAPS: u32 = 25u;      // sliding kernels: KH * KW weights, KH <= 5 (the spelled-out kernel rows)
+const ROW_CHUNK: u32 = 8u;      // sliding kernels: columns per spelled-out chunk of a row (MAX_ROW / 4)
+
+override XH: u32 = 1u;          // sliding kernels: input plane height and width
+override XW: u32 = 1u;
+override YH: u32 = 1u;          // sliding kernels: output plane height and width
+override YW: u32 = 1u;
+override BANDS: u32 = 1u;       // sliding kernels: bands per plane
+override WIN: u32 = (KH - 1u) * DH + 1u;   // forward and dW: input rows in the window
+override GLO: i32 = -1;         // dX: first gy row of the window, relative to the step (ih0 = step * SH)
+override GWIN: u32 = 3u;        // dX: gy rows in the window
+override X4_ROWS: bool = false; // sliding kernels: x rows are loaded as vec4s (XW a multiple of 4)
+override GY4_ROWS: bool = false; // sliding kernels: gy rows are loaded as vec4s (YW a multiple of 4)
+
+alias Row = array<f32, MAX_ROW>;
+alias Window = array<Row, MAX_WIN_ROWS>;
+alias Taps = array<f32, MAX_TAPS>;
+
+// The KH x KW weights of channel o.
+fn slide_weights(o: u32) -> Taps {
+  var wv = Taps();
+  for (var ky = 0u; ky < KH; ky++) {
+    for (var kx = 0u; kx < KW; kx++) { wv[ky * KW + kx] = wt[(o * KH + ky) * KW + kx]; }
+  }
+  return wv;
+}
+
+// Row ih of the x plane at `plane` (zeros outside the image), through x4 when X4_ROWS.
+fn slide_x_row(plane: u32, ih: i32) -> Row {
+  var row = Row();
+  if (ih >= 0 && ih < i32(XH)) {
+    let start = plane + u32(ih) * XW;
+    if (X4_ROWS) {
+      for (var q = 0u; q < XW / 4u; q++) {
+        let v = x4[start / 4u + q];
+        for (var e = 0u; e < 4u; e++) { row[4u * q + e] = v[e]; }
+      }
+    } else {
+      for (var iw = 0u; iw < XW; iw++) { row[iw] = x[start + iw]; }
+    }
+  }
+  return row;
+}
+
+// Moves the x window to the next output row, whose first input row is ih0: rows move up SH places and the
+// rows entering are loaded.
+fn slide_x_window(win: ptr<function, Window>, plane: u32, ih0: i32) {
+  for (var j = 0u; j + SH < WIN; j++) { (*win)[j] = (*win)[j + SH]; }
+  for (var j = select(0u, WIN - SH, WIN > SH); j < WIN; j++) { (*win)[j] = slide_x_row(plane, ih0 + i32(j)); }
+}
+
+// Warm-up steps of a band: those that fill the window rows above its first row.
+fn slide_warm_up() -> i32 {
+  return i32((WIN + SH - 1u) / SH) - 1;
+}
+
+// Row oh of the gy plane at `plane` (zeros outside the plane), through gy4 when GY4_ROWS.
+fn slide_gy_row(plane: u32, oh: i32) -> Row {
+  var row = Row();
+  if (oh >= 0 && oh < i32(YH)) {
+    let start = plane + u32(oh) * YW;
+    if (GY4_ROWS) {
+      for (var q = 0u; q < YW / 4u; q++) {
+        let v = gy4[start / 4u + q];
+        for (var e = 0u; e < 4u; e++) { row[4u * q + e] = v[e]; }
+      }
+    } else {
+      for (var ow = 0u; ow < YW; ow++) { row[ow] = gy[start + ow]; }
+    }
+  }
+  return row;
+}
+
+// ---- forward
+
+// acc[ow] += sum over kx of wv[ky, kx] * win[ky * DH][ow*SW - PW + kx*DW] for output columns ow of chunk c.
+fn slide_forward_taps(ky: u32, c: u32, win: ptr<function, Window>, wv: ptr<function, Taps>, acc: ptr<function, Row>) {
+  if (ky >= KH || c * ROW_CHUNK >= YW) { return; }
+  for (var j = 0u; j < ROW_CHUNK; j++) {
+    let ow = c * ROW_CHUNK + j;
+    for (var kx = 0u; kx < KW; kx++) {
+      let iw = i32(ow * SW + kx * DW) - i32(PW);
+      if (ow < YW && iw >= 0 && iw < i32(XW)) { (*acc)[ow] = fma((*wv)[ky * KW + kx], (*win)[ky * DH][iw], (*acc)[ow]); }
+    }
+  }
+}
+
+// Kernel row ky of an output row, by chunks of columns (bodies small enough for Mesa's unroller).
+fn slide_forward_row(ky: u32, win: ptr<function, Window>, wv: ptr<function, Taps>, acc: ptr<function, Row>) {
+  slide_forward_taps(ky, 0u, win, wv, acc);
+  slide_forward_taps(ky, 1u, win, wv, acc);
+  slide_forward_taps(ky, 2u, win, wv, acc);
+  slide_forward_taps(ky, 3u, win, wv, acc);
+}
+
+// A band of one plane: image, first row, end of its rows (past the plane clamped).
+struct SlideBand {
+  n: u32,
+  row0: i32,
+  row_end: i32,
+}
+
+fn slide_band(band: u32, plane_rows: u32) -> SlideBand {
+  let row0 = i32((band % BANDS) * p.rows);
+  return SlideBand(band / BANDS, row0, min(row0 + i32(p.rows), i32(plane_rows)));
+}
+
+// One step of the forward: the window moved to output row oh, and the row's sums (without the bias).
+fn slide_forward_step(oh: i32, plane: u32, win: ptr<function, Window>, wv: ptr<function, Taps>) -> Row {
+  slide_x_window(win, plane, oh * i32(SH) - i32(PH));
+  var acc = Row();   // explicit: a declaration without initializer is not zeroed again on each call in a loop
+  slide_forward_row(0u, win, wv, &acc);
+  slide_forward_row(1u, win, wv, &acc);
+  slide_forward_row(2u, win, wv, &acc);
+  slide_forward_row(3u, win, wv, &acc);
+  slide_forward_row(4u, win, wv, &acc);
+  return acc;
+}
+
+// out[n, o, oh, ow] = bias[o] + sum_{ky, kx} x[n, o / mult, ih, iw] * wt[o, 0, ky, kx], sliding down bands of
+// output rows. Two entry points, as a written binding has one type: depthwise_forward4 stores vec4s (YW a
+// multiple of 4), depthwise_forward floats. Grid: x (+z) over bands (n, band), y over output channels.
+@compute @workgroup_size(64)
+fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+  let band = flat_group(wid, nwg) * WG + lid;
+  if (band >= p.n_blocks) { return; }
+  let o = wid.y;
+  let b = slide_band(band, YH);
+  var wv = slide_weights(o);
+  let bv = select(0.0, bias[o], p.has_bias == 1u);
+  let plane = (b.n * p.c + o / p.mult) * XH * XW;
+  let out_plane = (b.n * p.o + o) * YH * YW;
+  var win = Window();
+  for (var oh = b.row0 - slide_warm_up(); oh < b.row_end; oh++) {
+    let acc = slide_forward_step(oh, plane, &win, &wv);
+    if (oh >= b.row0) {
+      let start = out_plane + u32(oh) * YW;
+      for (var ow = 0u; ow < YW; ow++) { out[start + ow] = acc[ow] + bv; }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn depthwise_forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+  let band = flat_group(wid, nwg) * WG + lid;
+  if (band >= p.n_blocks) { return; }
+  let o = wid.y;
+  let b = slide_band(band, YH);
+  var wv = slide_weights(o);
+  let bv = select(0.0, bias[o], p.has_bias == 1u);
+  let plane = (b.n * p.c + o / p.mult) * XH * XW;
+  let out_plane = (b.n * p.o + o) * YH * YW;
+  var win = Window();
+  for (var oh = b.row0 - slide_warm_up(); oh < b.row_end; oh++) {
+    let acc = slide_forward_step(oh, plane, &win, &wv);
+    if (oh >= b.row0) {
+      let start = (out_plane + u32(oh) * YW) / 4u;
+      for (var q = 0u; q < YW / 4u; q++) {
+        out4[start + q] = vec4<f32>(acc[4u * q], acc[4u * q + 1u], acc[4u * q + 2u], acc[4u * q + 3u]) + bv;
+      }
+    }
+  }
+}
+
+// ---- input gradient (channel multiplier 1, SH <= 2)
+
+alias InputRows = array<f32, 2 * MAX_ROW>;   // the SH input rows of a step
+
+// Moves the gy window to step `step` (input rows step*SH ..): rows move up one place and the row entering,
+// oh = step + GLO + GWIN - 1, is loaded.
+fn slide_gy_window(win: ptr<function, Window>, plane: u32, step: i32) {
+  for (var j = 0u; j + 1u < GWIN; j++) { (*win)[j] = (*win)[j + 1u]; }
+  (*win)[GWIN - 1u] = slide_gy_row(plane, step + GLO + i32(GWIN) - 1);
+}
+
+// acc[q * XW + iw] += sum over kx of wv[ky, kx] * gy[oh][ow] for input row q of the step, input columns iw of
+// chunk c, kernel row ky: ih + PH - ky*DH = oh*SH and iw + PW - kx*DW = ow*SW (the pairs that meet).
+fn slide_input_taps(q: u32, ky: u32, c: u32, win: ptr<function, Window>, wv: ptr<function, Taps>, acc: ptr<function, InputRows>) {
+  let t = i32(q + PH) - i32(ky * DH);
+  if (q >= SH || ky >= KH || t % i32(SH) != 0 || c * ROW_CHUNK >= XW) { return; }
+  let j = t / i32(SH) - GLO;   // the window row of oh
+  for (var e = 0u; e < ROW_CHUNK; e++) {
+    let iw = c * ROW_CHUNK + e;
+    for (var kx = 0u; kx < KW; kx++) {
+      let u = i32(iw + PW) - i32(kx * DW);
+      if (iw < XW && u >= 0 && u % i32(SW) == 0 && u / i32(SW) < i32(YW)) {
+        (*acc)[q * XW + iw] = fma((*wv)[ky * KW + kx], (*win)[j][u / i32(SW)], (*acc)[q * XW + iw]);
+      }
+    }
+  }
+}
+
+fn slide_input_row(q: u32, ky: u32, win: ptr<function, Window>, wv: ptr<function, Taps>, acc: ptr<function, InputRows>) {
+  slide_input_taps(q, ky, 0u, win, wv, acc);
+  slide_input_taps(q, ky, 1u, win, wv, acc);
+  slide_input_taps(q, ky, 2u, win, wv, acc);
+  slide_input_taps(q, ky, 3u, win, wv, acc);
+}
+
+// One step of dX: the window moved to step `step`, and the sums of its SH input rows.
+fn slide_input_step(step: i32, plane: u32, win: ptr<function, Window>, wv: ptr<function, Taps>) -> InputRows {
+  slide_gy_window(win, plane, step);
+  var acc = InputRows();   // explicit: see slide_forward_step
+  slide_input_row(0u, 0u, win, wv, &acc);
+  slide_input_row(0u, 1u, win, wv, &acc);
+  slide_input_row(0u, 2u, win, wv, &acc);
+  slide_input_row(0u, 3u, win, wv, &acc);
+  slide_input_row(0u, 4u, win, wv, &acc);
+  slide_input_row(1u, 0u, win, wv, &acc);
+  slide_input_row(1u, 1u, win, wv, &acc);
+  slide_input_row(1u, 2u, win, wv, &acc);
+  slide_input_row(1u, 3u, win, wv, &acc);
+  slide_input_row(1u, 4u, win, wv, &acc);
+  return acc;
+}
+
+// dx[n, c, ih, iw] = sum_{ky, kx} gy[n, c, oh, ow] * wt[c, 0, ky, kx] over the (oh, ow) that read (ih, iw),
+// sliding down bands of input rows (p.rows, a multiple of SH), SH rows per step. Two entry points, as the
+// forward's: depthwise_backward_input4 stores vec4s (XW a multiple of 4).
+// Grid: x (+z) over bands (n, band), y over channels.
+@compute @workgroup_size(64)
+fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+  let band = flat_group(wid, nwg) * WG + lid;
+  if (band >= p.n_blocks) { return; }
+  let c = wid.y;
+  let b = slide_band(band, XH);
+  var wv = slide_weights(c);
+  let plane = (b.n * p.o + c) * YH * YW;
+  let out_plane = (b.n * p.c + c) * XH * XW;
+  var win = Window();
+  let first = b.row0 / i32(SH);
+  for (var step = first + 1 - i32(GWIN); step * i32(SH) < b.row_end; step++) {
+    let acc = slide_input_step(step, plane, &win, &wv);
+    if (step >= first) {
+      for (var q = 0u; q < SH; q++) {
+        let ih = step * i32(SH) + i32(q);
+        if (ih < b.row_end) {
+          let start = out_plane + u32(ih) * XW;
+          for (var iw = 0u; iw < XW; iw++) { out[start + iw] = acc[q * XW + iw]; }
+        }
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn depthwise_backward_input4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+  let band = flat_group(wid, nwg) * WG + lid;
+  if (band >= p.n_blocks) { return; }
+  let c = wid.y;
+  let b = slide_band(band, XH);
+  var wv = slide_weights(c);
+  let plane = (b.n * p.o + c) * YH * YW;
+  let out_plane = (b.n * p.c + c) * XH * XW;
+  var win = Window();
+  let first = b.row0 / i32(SH);
+  for (var step = first + 1 - i32(GWIN); step * i32(SH) < b.row_end; step++) {
+    let acc = slide_input_step(step, plane, &win, &wv);
+    if (step >= first) {
+      for (var q = 0u; q < SH; q++) {
+        let ih = step * i32(SH) + i32(q);
+        if (ih < b.row_end) {
+          let start = (out_plane + u32(ih) * XW) / 4u;
+          for (var k = 0u; k < XW / 4u; k++) {
+            let a = q * XW + 4u * k;
+            out4[start + k] = vec4<f32>(acc[a], acc[a + 1u], acc[a + 2u], acc[a + 3u]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- weight gradient
+
+// acc[ky * KW + kx] += sum over output columns ow of chunk c of gv[ow] * win[ky * DH][ow*SW - PW + kx*DW].
+fn slide_weight_taps(ky: u32, c: u32, win: ptr<function, Window>, gv: ptr<function, Row>, acc: ptr<function, Taps>) {
+  if (ky >= KH || c * ROW_CHUNK >= YW) { return; }
+  for (var kx = 0u; kx < KW; kx++) {
+    var s = (*acc)[ky * KW + kx];
+    for (var e = 0u; e < ROW_CHUNK; e++) {
+      let ow = c * ROW_CHUNK + e;
+      let iw = i32(ow * SW + kx * DW) - i32(PW);
+      if (ow < YW && iw >= 0 && iw < i32(XW)) { s = fma((*gv)[ow], (*win)[ky * DH][iw], s); }
+    }
+    (*acc)[ky * KW + kx] = s;
+  }
+}
+
+fn slide_weight_row(ky: u32, win: ptr<function, Window>, gv: ptr<function, Row>, acc: ptr<function, Taps>) {
+  slide_weight_taps(ky, 0u, win, gv, acc);
+  slide_weight_taps(ky, 1u, win, gv, acc);
+  slide_weight_taps(ky, 2u, win, gv, acc);
+  slide_weight_taps(ky, 3u, win, gv, acc);
+}
+
+// partials[chunk * WG + lane, o*KH*KW + tap] and partials[chunk * WG + lane, n_weight + o] (a row per
+// invocation, as depthwise_backward_weight_rows), sliding down bands of output rows: per step one gy row and the
+// SH x rows entering the window. One output channel per workgroup; lanes stride over the chunk's bands.
+// Grid: x over output channels, z over chunks.
+@compute @workgroup_size(64)
+fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o = wid.x;
+  let chunk = wid.z;
+  var acc = Taps();
+  var acc_bias = 0.0;
+  let first = chunk * p.blocks_per_chunk;
+  let end = min(first + p.blocks_per_chunk, p.n_blocks);
+  for (var band = first + lid; band < end; band += WG) {
+    let b = slide_band(band, YH);
+    let plane = (b.n * p.c + o / p.mult) * XH * XW;
+    let g_plane = (b.n * p.o + o) * YH * YW;
+    var win = Window();   // explicit: see slide_forward_step (warm-up steps multiply it by zeros)
+    for (var oh = b.row0 - slide_warm_up(); oh < b.row_end; oh++) {
+      slide_x_window(&win, plane, oh * i32(SH) - i32(PH));
+      var gv = Row();
+      if (oh >= b.row0) {
+        gv = slide_gy_row(g_plane, oh);
+        for (var ow = 0u; ow < YW; ow++) { acc_bias += gv[ow]; }
+      }
+      slide_weight_row(0u, &win, &gv, &acc);
+      slide_weight_row(1u, &win, &gv, &acc);
+      slide_weight_row(2u, &win, &gv, &acc);
+      slide_weight_row(3u, &win, &gv, &acc);
+      slide_weight_row(4u, &win, &gv, &acc);
+    }
+  }
+  let dst = ((p.chunk_base + chunk) * WG + lid) * p.n_outputs;
+  for (var ky = 0u; ky < KH; ky++) {
+    for (var kx = 0u; kx < KW; kx++) { out[dst + (o * KH + ky) * KW + kx] = acc[ky * KW + kx]; }
+  }
+  if (p.has_bias == 1u) { out[dst + p.n_weight + o] = acc_bias; }
 }

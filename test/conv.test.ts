@@ -66,13 +66,24 @@ const generalCases: Case[] = [
   { name: 'batch 2, 5->7, 13x11, 3x3, stride 2, padding 1 (phase dX)', x: [2, 5, 13, 11], weight: [7, 5, 3, 3], bias: true, stride: [2, 2], padding: [1, 1] },
 ];
 
-// Depthwise path (groups == C): channel multiplier 1 and 2, strides, padding, dilation, 5x5.
+// Depthwise path (groups == C): channel multiplier 1 and 2, strides, padding, dilation, 5x5 and 1x1. Rows of at
+// most 32 columns take the sliding kernels: float and vec4 rows (W, OW multiples of 4: vec4 loads and stores),
+// bands of one row up to whole planes (bands split planes until there are 512), dX one and two input rows per
+// step (stride 1, 2); the multiplier-2 cases' dX and the wider rows take the row-block kernels.
 const depthwiseCases: Case[] = [
   { name: 'depthwise batch 2, 5 channels, 13x13, 3x3, padding 1', x: [2, 5, 13, 13], weight: [5, 1, 3, 3], bias: true, groups: 5, padding: [1, 1] },
   { name: 'depthwise batch 1, 16 channels, 13x29, 3x3, stride 2, padding 1', x: [1, 16, 13, 29], weight: [16, 1, 3, 3], bias: true, groups: 16, stride: [2, 2], padding: [1, 1] },
   { name: 'depthwise batch 2, 3 channels x multiplier 2, 7x13, 3x3, no padding, no bias', x: [2, 3, 7, 13], weight: [6, 1, 3, 3], bias: false, groups: 3 },
   { name: 'depthwise batch 2, 3 channels, 29x13, 5x5, dilation 2, padding 1', x: [2, 3, 29, 13], weight: [3, 1, 5, 5], bias: true, groups: 3, dilation: [2, 2], padding: [1, 1] },
   { name: 'depthwise batch 1, 5 channels x multiplier 2, 13x7, 3x3, stride 2, no padding', x: [1, 5, 13, 7], weight: [10, 1, 3, 3], bias: true, groups: 5, stride: [2, 2] },
+  { name: 'depthwise batch 2, 4 channels, 16x16, 3x3, padding 1 (vec4 rows in and out)', x: [2, 4, 16, 16], weight: [4, 1, 3, 3], bias: true, groups: 4, padding: [1, 1] },
+  { name: 'depthwise batch 1, 3 channels, 12x8, 3x3, stride 2, padding 1 (vec4 rows, 4-wide outputs)', x: [1, 3, 12, 8], weight: [3, 1, 3, 3], bias: true, groups: 3, stride: [2, 2], padding: [1, 1] },
+  { name: 'depthwise batch 2, 256 channels, 5x6, 3x3, padding 2 (one band per plane)', x: [2, 256, 5, 6], weight: [256, 1, 3, 3], bias: true, groups: 256, padding: [2, 2], fdSamples: 6 },
+  { name: 'depthwise batch 1, 4 channels, 11x12, 5x5, stride 2, padding 2, no bias', x: [1, 4, 11, 12], weight: [4, 1, 5, 5], bias: false, groups: 4, stride: [2, 2], padding: [2, 2] },
+  { name: 'depthwise batch 2, 6 channels, 9x10, 1x1, stride 2 (a window of one row)', x: [2, 6, 9, 10], weight: [6, 1, 1, 1], bias: true, groups: 6, stride: [2, 2] },
+  { name: 'depthwise batch 2, 3 channels, 10x9, 3x3, stride [1, 2], padding [2, 0], dilation [1, 2]', x: [2, 3, 10, 9], weight: [3, 1, 3, 3], bias: true, groups: 3, stride: [1, 2], padding: [2, 0], dilation: [1, 2] },
+  { name: 'depthwise batch 1, 3 channels, 5x37, 3x3, padding 1 (rows past 32 columns: row-block kernels)', x: [1, 3, 5, 37], weight: [3, 1, 3, 3], bias: true, groups: 3, padding: [1, 1] },
+  { name: 'depthwise batch 1, 5 channels, 7x40, 3x3, stride 2, padding 1 (row-block kernels)', x: [1, 5, 7, 40], weight: [5, 1, 3, 3], bias: true, groups: 5, stride: [2, 2], padding: [1, 1] },
 ];
 
 // Stem kernels (groups 1, few weights: forward and weight gradient), forced: vec4 rows (W and OW multiples of 4)

@@ -1,6 +1,7 @@
 // 2-D convolution (NCHW, PyTorch's conv2d semantics) with three paths, forward and backward side by side:
 // - pointwise (1x1, stride 1, no padding, no dilation, groups 1): GEMMs through gemm() from matmul.ts;
-// - depthwise (groups == C, more than one channel): a direct kernel with register windows (shaders/conv.wgsl);
+// - depthwise (groups == C, more than one channel): direct kernels sliding windows of whole rows down the planes
+//   (rows of at most 32 columns), or with register windows over row blocks (shaders/conv.wgsl);
 // - general (anything else): implicit GEMM with register blocking, no im2col buffer; the input gradient of
 //   convolutions with few input channels per group (stems) goes by 2-D tiles of input pixels instead, and the
 //   forward and weight gradient of groups-1 convolutions with few weights (stems) by stem kernels with large
@@ -87,6 +88,18 @@ const MAX_STEM_ROW_WEIGHTS = 96;
 const MAX_STEM_OC = 16;
 const MAX_STEM_ROWS = 12;
 const MAX_STEM_WEIGHT_UNROLL = 216;
+
+// Depthwise sliding kernels (shaders/conv.wgsl: MAX_ROW, MAX_WIN_ROWS, MAX_TAPS and the spelled-out kernel rows):
+// rows of at most MAX_SLIDE_ROW columns in registers, windows of at most MAX_SLIDE_WINDOW rows, kernels of at most
+// MAX_SLIDE_KH rows. A kernel row's unrolled body is KW x row-width multiply-adds, at most MAX_SLIDE_PAIRS (within
+// Mesa's unroller, see tilePlan); wider rows take the row-block kernels. Planes split into bands of rows until
+// there are MIN_SLIDE_LANES bands (each starts with warm-up steps that reload the rows above it).
+const MAX_SLIDE_ROW = 32;
+const MAX_SLIDE_WINDOW = 9;
+const MAX_SLIDE_KH = 5;
+const MAX_SLIDE_TAPS = 25;
+const MAX_SLIDE_PAIRS = 100;
+const MIN_SLIDE_LANES = 512;
 
 function pair(v: number | [number, number] | undefined, fallback: number, what: string): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -220,6 +233,40 @@ function stemWeightBlocks(g: Geometry): { OC: number; PB: number } {
   return { OC, PB };
 }
 
+/** Whether a depthwise convolution's planes fit the sliding kernels' registers (dX: `input`, which also needs mult 1). */
+function slides(g: Geometry, input: boolean): boolean {
+  const width = input ? g.w : g.ow;
+  const window = input ? gyWindow(g)[1] : (g.kh - 1) * g.dh + 1;
+  return g.w <= MAX_SLIDE_ROW && g.ow <= MAX_SLIDE_ROW && g.kh <= MAX_SLIDE_KH && g.kh * g.kw <= MAX_SLIDE_TAPS && g.kw * width <= MAX_SLIDE_PAIRS &&
+    window <= MAX_SLIDE_WINDOW && (!input || (g.mult === 1 && g.sh <= 2));
+}
+
+/** dX sliding kernel: the gy rows under the sh input rows of a step ih0 = step*sh: from step + first, count. */
+function gyWindow(g: Geometry): [number, number] {
+  const first = Math.ceil((g.ph - (g.kh - 1) * g.dh) / g.sh);
+  return [first, Math.floor((g.sh - 1 + g.ph) / g.sh) - first + 1];
+}
+
+/** Bands of a sliding kernel over `planes` planes of `rows` rows: rows per band (a multiple of `multiple`) and bands per plane. */
+function slideBands(planes: number, rows: number, multiple: number): { rows: number; bands: number } {
+  const wanted = Math.min(Math.ceil(MIN_SLIDE_LANES / planes), Math.ceil(rows / multiple));
+  const per = Math.ceil(Math.ceil(rows / wanted) / multiple) * multiple;
+  return { rows: per, bands: Math.ceil(rows / per) };
+}
+
+/** Whether planes of rows `width` wide in binding b are whole aligned vec4 rows (the sliding kernels' vec4 loads and stores). */
+function vecPlanes(width: number, b: BufferLike): boolean {
+  return width % 4 === 0 && b.byteOffset % 16 === 0;
+}
+
+/** Override constants of a depthwise sliding kernel (dX: `input`, with its gy window). */
+function slideConstants(g: Geometry, bands: number, input: boolean): Record<string, number> {
+  const shared = { ...widthConstants(g), KH: g.kh, SH: g.sh, PH: g.ph, PW: g.pw, DH: g.dh, XH: g.h, XW: g.w, YH: g.oh, YW: g.ow, BANDS: bands };
+  if (!input) return shared;
+  const [GLO, GWIN] = gyWindow(g);
+  return { ...shared, GLO, GWIN };
+}
+
 /** Uniform parameters: the geometry plus the per-dispatch fields, all given (the uniform packer wants every field). */
 function params(g: Geometry, extra: Partial<Record<string, number>>): Record<string, number> {
   return {
@@ -334,13 +381,26 @@ function forward(dev: Device, path: Path, g: Geometry, x: Tensor, weight: Tensor
       });
       continue;
     }
+    if (path === 'depthwise' && slides(g, false)) {
+      const band = slideBands(s.count * g.o, g.oh, 1);
+      const blocks = s.count * band.bands;
+      const vecOut = vecPlanes(g.ow, ys);
+      dev.dispatch('conv', vecOut ? 'depthwise_forward4' : 'depthwise_forward', {
+        bindings: { x: xs, x4: xs, wt: weight, bias: bias ?? weight, ...(vecOut ? { out4: ys } : { out: ys }) },
+        params: params(gs, { has_bias: bias ? 1 : 0, rows: band.rows, n_blocks: blocks }),
+        workgroups: pixelGrid(blocks, g.o),
+        constants: { ...slideConstants(g, band.bands, false), X4_ROWS: vecPlanes(g.w, xs) ? 1 : 0 },
+        cost: { flops: convFlops(g, s.count) },
+      });
+      continue;
+    }
     const depthwise = path === 'depthwise';
     const OB = depthwise ? 1 : Math.min(4, g.og);
     // Depthwise: one channel per invocation, so up to 8 pixels (the row split evenly) amortise its 9 weight loads.
     const PB = depthwise ? rowBlock(g) : pixelBlock(g, 4);
     const bpr = Math.ceil(g.ow / PB);
     const blocks = s.count * g.oh * bpr;
-    dev.dispatch('conv', depthwise ? 'depthwise_forward' : 'conv_forward', {
+    dev.dispatch('conv', depthwise ? 'depthwise_forward_rows' : 'conv_forward', {
       bindings: { x: xs, wt: weight, bias: bias ?? weight, out: ys },
       params: params(gs, { has_bias: bias ? 1 : 0, bpr, rows: g.oh, n_blocks: blocks }),
       workgroups: pixelGrid(blocks, depthwise ? g.o : g.groups * Math.ceil(g.og / OB)),
@@ -435,6 +495,19 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
       });
       continue;
     }
+    if (path === 'depthwise' && slides(g, true)) {
+      const band = slideBands(s.count * g.c, g.h, g.sh);
+      const blocks = s.count * band.bands;
+      const vecOut = vecPlanes(g.w, dxs);
+      dev.dispatch('conv', vecOut ? 'depthwise_backward_input4' : 'depthwise_backward_input', {
+        bindings: { gy: gs, gy4: gs, wt: weight, ...(vecOut ? { out4: dxs } : { out: dxs }) },
+        params: params({ ...g, n: s.count }, { rows: band.rows, n_blocks: blocks }),
+        workgroups: pixelGrid(blocks, g.c),
+        constants: { ...slideConstants(g, band.bands, true), GY4_ROWS: vecPlanes(g.ow, gs) ? 1 : 0 },
+        cost: { flops: convFlops(g, s.count) },
+      });
+      continue;
+    }
     // Input pixels split into sh x sw phases (one per workgroup row); a block is PB pixels of one phase.
     const depthwise = path === 'depthwise';
     const OB = depthwise ? 1 : Math.min(4, g.cg);
@@ -443,7 +516,7 @@ function inputGrad(dev: Device, path: Path, g: Geometry, gy: Tensor, weight: Ten
     const bpr = Math.ceil(Math.ceil(g.w / g.sw) / PB);
     const blocks = s.count * rows * bpr;
     const phases = g.sh * g.sw;
-    dev.dispatch('conv', depthwise ? 'depthwise_backward_input' : 'conv_backward_input', {
+    dev.dispatch('conv', depthwise ? 'depthwise_backward_input_rows' : 'conv_backward_input', {
       bindings: { gy: gs, wt: weight, out: dxs },
       params: params({ ...g, n: s.count }, { bpr, rows, n_blocks: blocks }),
       workgroups: pixelGrid(blocks, phases * (depthwise ? g.c : g.groups * Math.ceil(g.cg / OB))),
@@ -494,11 +567,16 @@ function weightGrad(dev: Device, path: 'general' | 'stem' | 'depthwise', g: Geom
   const { xImage, yImage } = imageSizes(g);
   const slices = batchSlices(dev, g.n, [xImage, yImage]);
   const stem = path === 'stem' ? stemWeightBlocks(g) : null;
+  // Depthwise planes that fit the sliding kernel: units are bands of output rows (bpr 1, `rows` rows per band).
+  const band = path === 'depthwise' && slides(g, false) ? slideBands(g.n * g.o, g.oh, 1) : null;
   const blocking = path === 'general' ? weightGradBlocks(g) : stem ? { OB: stem.OC, RB: g.kh, PB: stem.PB } : { OB: 1, RB: 1, PB: rowBlock(g) };
   const bpr = Math.ceil(g.ow / blocking.PB);
   const jobs = path === 'general' ? g.groups * Math.ceil(g.og / blocking.OB) * g.cg * (g.kh / blocking.RB) : stem ? Math.ceil(g.o / stem.OC) : g.o;
   const maxChunks = Math.ceil(MAX_CHUNKS / slices.length);
-  const plan = slices.map((s) => ({ s, ...chunking(s.count * g.oh * bpr, blocking.PB, jobs, maxChunks) }));
+  const plan = slices.map((s) => ({
+    s,
+    ...(band ? chunking(s.count * band.bands, band.rows * g.ow, jobs, maxChunks) : chunking(s.count * g.oh * bpr, blocking.PB, jobs, maxChunks)),
+  }));
   const totalChunks = plan.reduce((t, c) => t + c.chunks, 0);
   const nWeight = g.o * g.cg * g.kh * g.kw;
   const nOutputs = nWeight + (wantBias ? g.o : 0);
@@ -523,8 +601,16 @@ function weightGrad(dev: Device, path: 'general' | 'stem' | 'depthwise', g: Geom
       dev.dispatch('conv', 'conv_backward_weight', {
         bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), OB, RB, PB }, cost: { flops: convFlops(g, s.count) },
       });
-    } else {
+    } else if (band) {
       dev.dispatch('conv', 'depthwise_backward_weight', {
+        bindings: { ...bindings, x4: bindings.x, gy4: bindings.gy },
+        params: { ...p, rows: band.rows, n_blocks: s.count * band.bands },
+        workgroups: jobGrid(jobs, chunks),
+        constants: { ...slideConstants(g, band.bands, false), X4_ROWS: vecPlanes(g.w, bindings.x) ? 1 : 0, GY4_ROWS: vecPlanes(g.ow, bindings.gy) ? 1 : 0 },
+        cost: { flops: convFlops(g, s.count) },
+      });
+    } else {
+      dev.dispatch('conv', 'depthwise_backward_weight_rows', {
         bindings, params: p, workgroups: jobGrid(jobs, chunks), constants: { ...widthConstants(g), PB: blocking.PB, KH: g.kh }, cost: { flops: convFlops(g, s.count) },
       });
     }
