@@ -1,6 +1,5 @@
 // One training step: batch -> student -> recipe -> backward -> clip -> optimiser, recorded into one submit, then
-// one readback of the loss terms and the logits (for the batch accuracy). startStep() records and submits,
-// finishStep() takes the results: the trainer records the next step while the GPU runs this one.
+// one readback of the loss terms and the logits (for the batch accuracy).
 import { Tensor, scope } from '../tensor.js';
 import type { TeacherTensors } from '../kd/recipe.js';
 import type { Batch } from '../data/loader.js';
@@ -69,27 +68,15 @@ function checkHealth(run: Run, epoch: number, loss: number, health: Uint32Array)
   }
 }
 
-/** A step recorded and submitted: its readback is on its way, run.state not yet advanced. */
-export interface StartedStep {
-  epoch: number;
-  labels: Int32Array;
-  lr: number;
-  readback: Promise<{ names: string[]; health: Uint32Array; logits: Float32Array; values: number[] }>;
-}
-
 /**
- * Records one training step on a batch of epoch `epoch` (0-based) and submits it, without waiting for the GPU:
- * the next step can be recorded while this one runs. `ahead`: steps started before it whose results are not
- * taken yet (they advance run.state only when finished), so that its learning rate is its own step's.
+ * Trains on one batch of epoch `epoch` (0-based) at the run's current step, then advances run.state by one step.
  * Hands the batch's host memory back to the loader once uploaded.
  */
-export function startStep(run: Run, batch: Batch, epoch: number, ahead = 0): StartedStep {
+export async function runStep(run: Run, batch: Batch, epoch: number): Promise<StepResult> {
   const { trainSet, model, recipe, optimizer, loader, cfg, device, state } = run;
   const b = batch.indices.length;
-  optimizer.lr = lrAt(run.schedule, state.globalStep + ahead);
-  // A synchronous scope: every temporary is released as soon as the step is recorded (the pool reuses a buffer
-  // only once the submit that read it has completed).
-  const { readback } = scope(() => {
+  optimizer.lr = lrAt(run.schedule, state.globalStep);
+  const { values, names, logits, health } = await scope(async () => {
     const x = Tensor.fromArray(batch.x, [b, trainSet.channels, trainSet.height, trainSet.width]);
     const y = Tensor.fromArray(batch.y!, [b], { dtype: 'i32' });
     const tb = teacherTensors(run, batch);
@@ -102,29 +89,14 @@ export function startStep(run: Run, batch: Batch, epoch: number, ahead = 0): Sta
     const health = optimizer.nonFiniteCounts(); // before zeroGrad: it checks the gradients too
     optimizer.zeroGrad();
     const names = Object.keys(terms.parts);
-    // One readback for everything the step reports: the loss terms, the logits and the health counts. read()
-    // records its copies and submits before it returns the promise.
-    const pending = device.read([health, features.logits, terms.total, ...names.map((n) => terms.parts[n])]);
-    return {
-      readback: pending.then((read) => ({ names, health: new Uint32Array(read[0]), logits: new Float32Array(read[1]), values: read.slice(2).map((r) => new Float32Array(r)[0]) })),
-    };
+    // One readback for everything the step reports: the loss terms, the logits and the health counts.
+    const read = await device.read([health, features.logits, terms.total, ...names.map((n) => terms.parts[n])]);
+    return { names, health: new Uint32Array(read[0]), logits: new Float32Array(read[1]), values: read.slice(2).map((r) => new Float32Array(r)[0]) };
   });
-  return { epoch, labels: batch.y!, lr: optimizer.lr, readback };
-}
-
-/** Waits for a started step's results, checks them, and advances run.state by one step. */
-export async function finishStep(run: Run, started: StartedStep): Promise<StepResult> {
-  const { trainSet, state } = run;
-  const { names, values, logits, health } = await started.readback;
   const loss = values[0];
-  checkHealth(run, started.epoch, loss, health);
-  const correct = countCorrect(logits, started.labels, trainSet.numClasses);
+  checkHealth(run, epoch, loss, health);
+  const correct = countCorrect(logits, batch.y!, trainSet.numClasses);
   state.stepInEpoch++;
   state.globalStep++;
-  return { loss, parts: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])), correct, batchSize: started.labels.length, lr: started.lr };
-}
-
-/** Trains on one batch of epoch `epoch` (0-based) at the run's current step, then advances run.state by one step. */
-export function runStep(run: Run, batch: Batch, epoch: number): Promise<StepResult> {
-  return finishStep(run, startStep(run, batch, epoch));
+  return { loss, parts: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])), correct, batchSize: b, lr: optimizer.lr };
 }

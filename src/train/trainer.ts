@@ -11,13 +11,13 @@ import { saveCheckpoint, type PartialEpoch } from './checkpoint.js';
 import { Progress, duration } from './progress.js';
 import { DEFAULT_CONFIG, checkTrainOptions, type TrainConfig } from './config.js';
 import { closeRun, setUpRun, type Run } from './setup.js';
-import { NonFiniteError, finishStep, startStep, type StartedStep, type StepResult } from './step.js';
+import { NonFiniteError, runStep, type StepResult } from './step.js';
 import { MetricsLog, prepareRunFolder, removeEarlierRun, writeRunConfig, type RunPaths } from './run-folder.js';
 import { Interruptions, TrainingInterrupted } from './interrupt.js';
 
 export { DEFAULT_CONFIG, TRAIN_OPTIONS, checkTrainOptions, readConfigFile, type TrainConfig } from './config.js';
 export { setUpRun, closeRun, type Run } from './setup.js';
-export { runStep, startStep, finishStep, NonFiniteError, type StartedStep, type StepResult } from './step.js';
+export { runStep, NonFiniteError, type StepResult } from './step.js';
 export { TrainingInterrupted } from './interrupt.js';
 
 export interface EpochMetrics {
@@ -118,94 +118,46 @@ function addStep(totals: PartialEpoch, step: StepResult): void {
   totals.steps++;
 }
 
-/**
- * The steps of one epoch (from the checkpoint's position when resuming mid-epoch). Each step is recorded while the
- * GPU runs the one before (startStep / finishStep), except where something must see the weights between the two:
- * a checkpoint that is due, an interruption, the epoch's or the run's last step, or step hooks (the profiler).
- */
+/** The steps of one epoch (from the checkpoint's position when resuming mid-epoch). */
 async function trainEpoch(loop: Loop, epoch: number): Promise<EpochEnd> {
-  const { run, checkpoints, interruptions, hooks } = loop;
+  const { run, metrics, checkpoints, interruptions, hooks, stepLosses } = loop;
   const { cfg, state } = run;
   const epochStart = performance.now();
   const totals: PartialEpoch = state.partialEpoch ? structuredClone(state.partialEpoch) : { sums: {}, steps: 0, correct: 0, seen: 0 };
+  let seen = 0;
   const stepsThisEpoch = Math.min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch);
   const progress = new Progress(`epoch ${epoch + 1}/${run.epochCount}`, stepsThisEpoch, process.stderr, cfg.quiet);
-  const epochState: EpochState = { totals, seen: 0, epochStart, progress };
   const end = (kind: EpochEnd['kind']): EpochEnd => {
     state.partialEpoch = kind === 'complete' ? undefined : totals;
-    return { kind, totals, seen: epochState.seen, seconds: (performance.now() - epochStart) / 1000, progress };
+    return { kind, totals, seen, seconds: (performance.now() - epochStart) / 1000, progress };
   };
-  // Once a step's results are in and nothing is in flight: the end of the epoch or the run, an interruption, a
-  // checkpoint that is due.
-  const settle = async (): Promise<EpochEnd | null> => {
+  for await (const batch of run.loader.epoch(epoch, { skip: state.stepInEpoch })) {
+    hooks.beforeStep?.();
+    let step;
+    try {
+      step = await runStep(run, batch, epoch);
+    } catch (err) {
+      if (err instanceof NonFiniteError) throw new Error(`${err.message}; ${checkpoints.lastGoodText()}`);
+      throw err;
+    }
+    stepLosses.push(step.loss);
+    await hooks.afterStep?.({ epoch: epoch + 1, step: state.globalStep, loss: step.loss });
+    addStep(totals, step);
+    seen += step.batchSize;
+    if (cfg.logSteps) metrics.append({ type: 'step', epoch: epoch + 1, step: state.globalStep, lr: step.lr, loss: step.loss, parts: step.parts, accuracy: step.correct / step.batchSize });
+    const mean = (n: string) => (totals.sums[n] / totals.steps).toFixed(4);
+    const names = Object.keys(step.parts);
+    const elapsed = (performance.now() - epochStart) / 1000;
+    progress.update(state.stepInEpoch, `${(seen / elapsed).toFixed(0)} img/s loss ${mean('total')}${names.length > 1 ? ` (${names.map((n) => `${n} ${mean(n)}`).join(' ')})` : ''}`);
     if (state.stepInEpoch >= stepsThisEpoch) return end('complete'); // the whole epoch, or the last, partial one of a fractional --epochs
-    if (cfg.maxSteps > 0 && loop.stepLosses.length >= cfg.maxSteps) return end('maxSteps');
+    if (cfg.maxSteps > 0 && stepLosses.length >= cfg.maxSteps) return end('maxSteps');
     if (interruptions.signal) return end('interrupted');
     if (checkpoints.due) {
       state.partialEpoch = totals;
       await checkpoints.save('last'); // mid-epoch: a kill loses at most --checkpoint-every seconds
     }
-    return null;
-  };
-  const overlap = !hooks.beforeStep && !hooks.afterStep; // hooks bracket one step: no overlap for them
-  let inFlight: StartedStep | null = null;
-  for await (const batch of run.loader.epoch(epoch, { skip: state.stepInEpoch })) {
-    if (inFlight) {
-      // The step in flight is the epoch's or the run's last, or something must see its weights: settle it first.
-      const last = state.stepInEpoch + 1 >= stepsThisEpoch || (cfg.maxSteps > 0 && loop.stepLosses.length + 1 >= cfg.maxSteps);
-      if (last || checkpoints.due || interruptions.signal) {
-        await takeStep(loop, inFlight, epochState);
-        inFlight = null;
-        const stop = await settle();
-        if (stop) return stop;
-      }
-    }
-    hooks.beforeStep?.();
-    const started = startStep(run, batch, epoch, inFlight ? 1 : 0);
-    if (inFlight) await takeStep(loop, inFlight, epochState); // its successor is recorded: now wait for it
-    inFlight = started;
-    if (!overlap) {
-      await takeStep(loop, inFlight, epochState);
-      inFlight = null;
-      const stop = await settle();
-      if (stop) return stop;
-    }
-  }
-  if (inFlight) {
-    await takeStep(loop, inFlight, epochState);
-    const stop = await settle();
-    if (stop) return stop;
   }
   return end('complete');
-}
-
-interface EpochState {
-  totals: PartialEpoch;
-  seen: number;
-  epochStart: number;
-  progress: Progress;
-}
-
-/** Takes a started step's results into the epoch's sums, the metrics log and the progress line. */
-async function takeStep(loop: Loop, started: StartedStep, e: EpochState): Promise<void> {
-  const { run, metrics, checkpoints, hooks, stepLosses } = loop;
-  const { cfg, state } = run;
-  let step: StepResult;
-  try {
-    step = await finishStep(run, started);
-  } catch (err) {
-    if (err instanceof NonFiniteError) throw new Error(`${err.message}; ${checkpoints.lastGoodText()}`);
-    throw err;
-  }
-  stepLosses.push(step.loss);
-  await hooks.afterStep?.({ epoch: started.epoch + 1, step: state.globalStep, loss: step.loss });
-  addStep(e.totals, step);
-  e.seen += step.batchSize;
-  if (cfg.logSteps) metrics.append({ type: 'step', epoch: started.epoch + 1, step: state.globalStep, lr: step.lr, loss: step.loss, parts: step.parts, accuracy: step.correct / step.batchSize });
-  const mean = (n: string) => (e.totals.sums[n] / e.totals.steps).toFixed(4);
-  const names = Object.keys(step.parts);
-  const elapsed = (performance.now() - e.epochStart) / 1000;
-  e.progress.update(state.stepInEpoch, `${(e.seen / elapsed).toFixed(0)} img/s loss ${mean('total')}${names.length > 1 ? ` (${names.map((n) => `${n} ${mean(n)}`).join(' ')})` : ''}`);
 }
 
 /** Validation, the epoch record, last (and best) checkpoints. */
