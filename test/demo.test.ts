@@ -32,7 +32,7 @@ describe('npm run demo', () => {
       expect(meta.width, f).toBeGreaterThan(300);
     }
     const steps = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'step');
-    expect(steps).toHaveLength(6); // 256 images, batch 64: 4 steps per epoch, 1.5 epochs (the default) = 6 steps
+    expect(steps).toHaveLength(5); // 256 images, batch 64: 4 steps per epoch, 1.25 epochs (the default) = 5 steps
     expect(Object.keys(steps[0].parts).sort()).toEqual(['ce', 'kd', 'rkd_angle', 'rkd_distance']);
     for (const s of steps) expect(s.accuracy).toBeGreaterThanOrEqual(0); // batch accuracy, for accuracy.png
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/!\[confusion\.png\]\(confusion\.png\)/);
