@@ -211,15 +211,7 @@ export function batchNormBackward(
   if (needSums) {
     const partials = Tensor.empty([l.channels, l.partials * WG, 2], { device: dev });
     dispatchChunked(l, 'grad_partials', { ...common, partials }, { RELU: relu ? 1 : 0 });
-    gradWeight = Tensor.empty([l.channels], { device: dev });
-    gradBias = Tensor.empty([l.channels], { device: dev });
-    dxCoef = Tensor.empty([2, l.channels], { device: dev });
-    dev.dispatch('batchnorm', 'grad_finalize', {
-      bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
-      params: perChannelParams(l, null, null),
-      workgroups: Math.ceil(l.channels / 64),
-    });
-    partials.dispose();
+    ({ gradWeight, gradBias, dxCoef } = finalizeGradSums(partials, stats, perChannelParams(l, null, null)));
   }
   let gradX: Tensor | null = null;
   if (wanted.x) {
@@ -231,6 +223,28 @@ export function batchNormBackward(
     });
   }
   dxCoef?.dispose();
+  return wantedGrads(gradX, gradWeight, gradBias, wanted);
+}
+
+/** grad_finalize: the weight and bias gradients and dx's per-channel coefficients from the sums' partials
+ * (disposed here). */
+function finalizeGradSums(partials: Tensor, stats: Tensor, params: ReturnType<typeof perChannelParams>): { gradWeight: Tensor; gradBias: Tensor; dxCoef: Tensor } {
+  const dev = partials.device;
+  const channels = params.channels;
+  const gradWeight = Tensor.empty([channels], { device: dev });
+  const gradBias = Tensor.empty([channels], { device: dev });
+  const dxCoef = Tensor.empty([2, channels], { device: dev });
+  dev.dispatch('batchnorm', 'grad_finalize', {
+    bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
+    params,
+    workgroups: Math.ceil(channels / 64),
+  });
+  partials.dispose();
+  return { gradWeight, gradBias, dxCoef };
+}
+
+/** The gradients asked for; the others are disposed. */
+function wantedGrads(gradX: Tensor | null, gradWeight: Tensor | null, gradBias: Tensor | null, wanted: { weight: boolean; bias: boolean }): BatchNormGrads {
   if (!wanted.weight) gradWeight?.dispose();
   if (!wanted.bias) gradBias?.dispose();
   return { gradX, gradWeight: wanted.weight ? gradWeight : null, gradBias: wanted.bias ? gradBias : null };
@@ -370,15 +384,7 @@ export function batchNormReluMaxPoolBackward(
   if (needSums) {
     const partials = Tensor.empty([p.bn.channels, p.partials * WG, 2], { device: dev });
     dispatchPooled(p, 'relu_max_pool_grad_partials', { ...common, partials });
-    gradWeight = Tensor.empty([p.bn.channels], { device: dev });
-    gradBias = Tensor.empty([p.bn.channels], { device: dev });
-    dxCoef = Tensor.empty([2, p.bn.channels], { device: dev });
-    dev.dispatch('batchnorm', 'grad_finalize', {
-      bindings: { partials_in: partials, stats_in: stats, grad_weight: gradWeight, grad_bias: gradBias, dx_coef: dxCoef },
-      params: { ...perChannelParams(p.bn, null, null), partials: p.partials },
-      workgroups: Math.ceil(p.bn.channels / 64),
-    });
-    partials.dispose();
+    ({ gradWeight, gradBias, dxCoef } = finalizeGradSums(partials, stats, { ...perChannelParams(p.bn, null, null), partials: p.partials }));
   }
   let gradX: Tensor | null = null;
   if (wanted.x) {
@@ -387,9 +393,7 @@ export function batchNormReluMaxPoolBackward(
     dispatchPooled(p, 'relu_max_pool_grad_input', { ...common, dx_coef_in: dxCoef ?? stats, out: gradX }, { TRAINING: training ? 1 : 0 });
   }
   dxCoef?.dispose();
-  if (!wanted.weight) gradWeight?.dispose();
-  if (!wanted.bias) gradBias?.dispose();
-  return { gradX, gradWeight: wanted.weight ? gradWeight : null, gradBias: wanted.bias ? gradBias : null };
+  return wantedGrads(gradX, gradWeight, gradBias, wanted);
 }
 
 /**
