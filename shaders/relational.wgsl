@@ -78,6 +78,11 @@ fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * ROW_WG + lid;
 }
 
+// first, first + 1, first + 2, first + 3, each at most last (the clamped indices of an invocation's four outputs).
+fn clamped4(first: u32, last: u32) -> vec4<u32> {
+  return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+}
+
 // out[i, j] = ||a_i - b_j||, a [m, d], b [n, d]: an invocation takes row i of a against rows j0..j0+3 of b.
 // The differences are squared directly (no ||a||^2 + ||b||^2 - 2ab), so identical rows give exactly 0.
 @compute @workgroup_size(64)
@@ -88,8 +93,7 @@ fn cdist_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   if (t >= cd.m * blocks) { return; }
   let i = t / blocks;
   let j0 = (t % blocks) * 4u;
-  let last = cd.n - 1u;
-  let b_rows = vec4<u32>(min(j0, last), min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last)) * cd.d;
+  let b_rows = clamped4(j0, cd.n - 1u) * cd.d;
   let a_row = i * cd.d;
   var acc = vec4<f32>(0.0);
   for (var k = 0u; k < cd.d; k++) {
@@ -112,8 +116,7 @@ fn cdist_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   if (t >= cb.rows * blocks) { return; }
   let r = t / blocks;
   let c0 = (t % blocks) * 4u;
-  let last = cb.cols - 1u;
-  let cols = vec4<u32>(min(c0, last), min(c0 + 1u, last), min(c0 + 2u, last), min(c0 + 3u, last));
+  let cols = clamped4(c0, cb.cols - 1u);
   let x_row = r * cb.cols;
   let xv = vec4<f32>(x[x_row + cols.x], x[x_row + cols.y], x[x_row + cols.z], x[x_row + cols.w]);
   var acc = vec4<f32>(0.0);
