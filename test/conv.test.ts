@@ -93,12 +93,12 @@ const depthwiseCases: Case[] = [
 const stemCases: Case[] = [
   { name: 'stem batch 1, 1->5, 7x7, 3x3, no padding (float rows, 8-pixel blocks past the row end)', x: [1, 1, 7, 7], weight: [5, 1, 3, 3], bias: true },
   { name: 'stem batch 2, 3->16, 16x16, 3x3, padding 1 (vec4 rows; forward 4-pixel blocks, dW 4 channels x 8 pixels)', x: [2, 3, 16, 16], weight: [16, 3, 3, 3], bias: true, padding: [1, 1] },
-  { name: 'stem batch 2, 1->32, 12x20, 3x3, padding 1 (vec4 rows, the demo stem; dW blocks of 11 channels x 8 pixels)', x: [2, 1, 12, 20], weight: [32, 1, 3, 3], bias: true, padding: [1, 1] },
-  { name: 'stem batch 1, 3->7, 13x11, 3x3, stride 2, padding 1, no bias (float rows)', x: [1, 3, 13, 11], weight: [7, 3, 3, 3], bias: false, stride: [2, 2], padding: [1, 1] },
+  { name: 'stem batch 2, 1->32, 12x20, 3x3, padding 1 (vec4 rows, the demo stem; dW blocks of 8 channels x 8 pixels, a divisor of 32)', x: [2, 1, 12, 20], weight: [32, 1, 3, 3], bias: true, padding: [1, 1] },
+  { name: 'stem batch 1, 3->7, 13x11, 3x3, stride 2, padding 1, no bias (float rows; dW blocks of 4 and 3: 7 is prime)', x: [1, 3, 13, 11], weight: [7, 3, 3, 3], bias: false, stride: [2, 2], padding: [1, 1] },
   { name: 'stem batch 2, 3->6, 16x16, 3x3, stride 2, padding 1 (vec4 rows of 8 outputs)', x: [2, 3, 16, 16], weight: [6, 3, 3, 3], bias: true, stride: [2, 2], padding: [1, 1] },
   { name: 'stem batch 2, 2->3, 20x24, 5x5, padding 2 (vec4 rows, window 2 into a vec4)', x: [2, 2, 20, 24], weight: [3, 2, 5, 5], bias: true, padding: [2, 2] },
   { name: 'stem batch 2, 3->9, 15x13, 3x3, dilation 2, padding 2 (float rows)', x: [2, 3, 15, 13], weight: [9, 3, 3, 3], bias: true, dilation: [2, 2], padding: [2, 2] },
-  { name: 'stem batch 3, 1->27, 9x3, 3x1, stride [2, 1], padding [1, 0] (4-pixel blocks past the row end, dW blocks of 14)', x: [3, 1, 9, 3], weight: [27, 1, 3, 1], bias: true, stride: [2, 1], padding: [1, 0] },
+  { name: 'stem batch 3, 1->27, 9x3, 3x1, stride [2, 1], padding [1, 0] (4-pixel blocks past the row end, dW blocks of 9, a divisor of 27)', x: [3, 1, 9, 3], weight: [27, 1, 3, 1], bias: true, stride: [2, 1], padding: [1, 0] },
 ];
 
 // Pointwise path (1x1, stride 1, no padding, groups 1): GEMMs.
