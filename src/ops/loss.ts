@@ -228,7 +228,7 @@ function pointwiseLoss(
     out = Tensor.empty(input.shape, { device });
     device.dispatch('loss', 'pointwise_elementwise', {
       bindings: { ...bindings, out },
-      params: { n, per_element: 1, scale: 1, beta },
+      params: { n, per_element: 1, scale: 1, beta, items: 1 },
       workgroups: Math.ceil(n / WG),
       constants,
     });
@@ -237,9 +237,9 @@ function pointwiseLoss(
     out = scalarFromBlocks(device, blocks, scale, (dst, s) => {
       device.dispatch('loss', 'pointwise_blocks', {
         bindings: { ...bindings, out: dst },
-        params: { n, per_element: 0, scale: s, beta },
+        params: { n, per_element: 0, scale: s, beta, items: ITEMS },
         workgroups: blocks,
-        constants: { ...constants, ITEMS },
+        constants,
       });
     });
   }
@@ -247,7 +247,7 @@ function pointwiseLoss(
     const grad = Tensor.empty(input.shape, { device });
     device.dispatch('loss', 'pointwise_backward', {
       bindings: { ...bindings, grad_out: g, grad },
-      params: { n, per_element: reduction === 'none' ? 1 : 0, scale, beta },
+      params: { n, per_element: reduction === 'none' ? 1 : 0, scale, beta, items: 1 },
       workgroups: Math.ceil(n / WG),
       constants: { ...constants, WRT: wrt },
     });
