@@ -20,6 +20,11 @@ struct Gemm {
   alpha: f32,
   bias_mode: u32,                         // 0 none, 1 per row (m), 2 per column (n)
   accumulate: u32,                        // 1: out += result
+  // 1: the columns run over (batch, n) jointly, so a batch of short rows (a 7x7 image is 49 pixels) fills whole
+  // workgroups. Only when A is shared by the batch (a_batch = 0): the A loads stay the same for every column.
+  // A uniform, not a pipeline constant: it only changes where an invocation starts, and folded and unfolded
+  // problems then share one compiled pipeline (lavapipe compiles each at its first dispatch: ~1 s for rg4 c4).
+  fold: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Gemm;
@@ -34,9 +39,6 @@ override COLS: u32 = 2u;        // output columns per invocation (1, 2 or 4)
 // Steps of k per loop iteration (1 or 4): the loop's own bookkeeping (and, on SIMD-over-invocations drivers, the
 // masking of every accumulator write) is paid once per KU steps. Steps past k multiply zeros.
 override KU: u32 = 1u;
-// The columns run over (batch, n) jointly, so a batch of short rows (a 7x7 image is 49 pixels) fills whole
-// workgroups. Only when A is shared by the batch (a_batch = 0): the A loads stay the same for every column.
-override FOLD: bool = false;
 // The "plain matmul" build of the same kernel: contiguous row-major A [m, k] and B [k, n] with compile-time strides
 // (the reference point that shows what the runtime strides cost).
 override PLAIN: bool = false;
@@ -65,7 +67,7 @@ fn vec_column(wg: vec3<u32>, lid: u32, j: u32) -> u32 {
 }
 
 // Where an invocation's columns and rows start. Column j: its batch, its index within the batch, and B's element
-// for k = 0; A's element for k = 0 of this lane's row in each group of 8 rows (a_batch = 0 when FOLD). Out-of-range
+// for k = 0; A's element for k = 0 of this lane's row in each group of 8 rows (a_batch = 0 when folding). Out-of-range
 // rows and columns read a clamped (valid) address and are dropped at the store; along n (B_VEC == 1) the 4 columns
 // stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
 struct TileStart { col_batch: array<u32, 4>, col_at: array<u32, 4>, b_at: array<u32, 4>, a_at: array<u32, 8> }
@@ -74,8 +76,8 @@ fn tile_start(wg: vec3<u32>, lid: u32, lane: u32, row0: u32, columns: u32, a_row
   var t: TileStart;
   for (var j = 0u; j < COLS; j++) {
     let c = select(min(vec_column(wg, lid, j), columns - 1u), min(vec_column(wg, lid, 0u), columns - 4u) + j, B_VEC == 1u);
-    t.col_batch[j] = select(wg.z, c / p.n, FOLD);
-    t.col_at[j] = select(c, c % p.n, FOLD);
+    t.col_batch[j] = select(wg.z, c / p.n, p.fold == 1u);
+    t.col_at[j] = select(c, c % p.n, p.fold == 1u);
     t.b_at[j] = t.col_batch[j] * p.b_batch + t.col_at[j] * b_col;
   }
   for (var g = 0u; g < ROW_GROUPS; g++) {
@@ -133,7 +135,7 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
   let b_row = select(p.b_row, p.n, PLAIN);
   let b_col = select(p.b_col, 1u, PLAIN);
   let row0 = wg.y * 8u * ROW_GROUPS;
-  let columns = select(p.n, p.batch * p.n, FOLD); // the column index space of this dispatch
+  let columns = select(p.n, p.batch * p.n, p.fold == 1u); // the column index space of this dispatch
   let t = tile_start(wg, lid.x, lane, row0, columns, a_row, b_col);
   let col_batch = t.col_batch;
   let col_at = t.col_at;
@@ -169,7 +171,7 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
 fn gemm_sg4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(subgroup_invocation_id) lane: u32) {
   let row0 = wg.y * 8u * ROW_GROUPS;
-  let columns = select(p.n, p.batch * p.n, FOLD);
+  let columns = select(p.n, p.batch * p.n, p.fold == 1u);
   let t = tile_start(wg, lid.x, lane, row0, columns, p.a_row, p.b_col);
   let col_batch = t.col_batch;
   let col_at = t.col_at;
