@@ -25,6 +25,7 @@ struct Gemm {
   // A uniform, not a pipeline constant: it only changes where an invocation starts, and folded and unfolded
   // problems then share one compiled pipeline (lavapipe compiles each at its first dispatch: ~1 s for rg4 c4).
   fold: u32,
+  a_vec: u32,                             // gemm_sg4: 1 loads A as vec4s along k (0 in gemm_sg)
 }
 
 @group(0) @binding(0) var<uniform> p: Gemm;
@@ -56,8 +57,10 @@ fn store_result(batch: u32, row: u32, col: u32, dot: f32) {
   out[o] = v;
 }
 
-// gemm_sg4's load modes (see the vec4 build below; gemm_sg runs with both off).
-override A_VEC: bool = false;
+// gemm_sg4's load modes (see the vec4 build below; gemm_sg runs with both off). A's is the uniform p.a_vec, not a
+// pipeline constant: layouts that differ only there share a pipeline (the branch is uniform, and the demo's GEMMs
+// count the same instructions or fewer). B's changes which columns an invocation owns: a constant (as a uniform,
+// up to 15% more instructions).
 override B_VEC: u32 = 0u;   // 0: scalar B loads, 1: vec4 along n, 2: vec4 along k
 
 // Column j of this invocation: adjacent columns when B is loaded along n, else interleaved with stride LANES.
@@ -160,7 +163,7 @@ fn gemm_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
 // ---- the vec4 build ---------------------------------------------------------------------------------------------
 
 // The same tiles, k stepped by 4 (k % 4 == 0), for problems whose strides let the loads fetch whole vec4s: A along
-// k (A_VEC: a_col == 1, 16-byte-aligned rows), B along n (B_VEC == 1: b_col == 1, each invocation owns COLS == 4
+// k (a_vec: a_col == 1, 16-byte-aligned rows), B along n (B_VEC == 1: b_col == 1, each invocation owns COLS == 4
 // adjacent columns) or along k (B_VEC == 2: b_row == 1). On lavapipe a vec4 load costs what a scalar load does, so
 // a step of 4 k costs ROW_GROUPS + 4 (or COLS) loads instead of 4 * (ROW_GROUPS + COLS); on GPUs the wider loads
 // are the usual vectorised access. a_vec4 and b_vec4 are a and b seen as vec4s (the host binds the same ranges).
@@ -181,7 +184,7 @@ fn gemm_sg4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
   for (var kk = 0u; kk < p.k; kk += 4u) {
     var av: array<vec4<f32>, 8>;   // [group]: A at steps kk..kk+3 of this lane's row
     for (var g = 0u; g < ROW_GROUPS; g++) {
-      if (A_VEC) {
+      if (p.a_vec == 1u) {
         av[g] = a_vec4[(a_at[g] + kk) / 4u];
       } else {
         let at = a_at[g] + kk * p.a_col;

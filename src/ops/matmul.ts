@@ -151,12 +151,12 @@ function dispatchGemm(device: Device, g: GemmArgs, kernel: GemmKernel, explicitT
   const operands = tile.swap ? { ...bindings, a: g.b, b: g.a } : bindings;
   device.dispatch('matmul_subgroups', vec ? 'gemm_sg4' : 'gemm_sg', {
     bindings: vec ? { ...operands, a_vec4: operands.a, b_vec4: operands.b } : operands,
-    params: { ...params, fold: fold ? 1 : 0 },
+    params: { ...params, fold: fold ? 1 : 0, a_vec: vec?.a ? 1 : 0 },
     workgroups: grid,
     constants: {
       LANES: tile.lanes, ROW_GROUPS: tile.rowGroups, COLS: tile.cols,
       BIAS_MODE: params.bias_mode, ACCUMULATE: base.accumulate,
-      ...(vec ? { A_VEC: vec.a ? 1 : 0, B_VEC: vec.b } : { KU: tile.ku }),
+      ...(vec ? { B_VEC: vec.b } : { KU: tile.ku }),
       ...(kernel === 'plain' ? { PLAIN: 1 } : {}),
     },
     cost,
