@@ -62,6 +62,15 @@ describe('FLOP and byte accounting (by hand: one multiply-add = 2 FLOPs; bytes =
     expect(d.bytes).toBe((35 + 21 + 15) * F32);
   });
 
+  it('records each dispatch\'s pipeline constants (which variant ran: bench/cold-start.ts keys compiles by them)', async () => {
+    const [gemm] = await dispatchesOf([[5, 7], [7, 3]], (a, b) => void matmul(a, b));
+    if (gemm.shader === 'matmul_subgroups') expect(gemm.constants).toMatchObject({ LANES: 32, ROW_GROUPS: 1, COLS: 1 });
+    else expect(gemm.constants).toEqual({}); // the adapter has no subgroups: matmul.wgsl's kernels have none
+    const bn = await dispatchesOf([[2, 3, 4, 4]], (x) => void batchNorm2d(x, null, null, null, null, { training: true, relu: true }));
+    expect(bn.find((d) => d.entry.startsWith('normalize'))?.constants).toEqual({ RELU: 1 });
+    expect(bn.find((d) => d.entry.startsWith('stats_partials'))?.constants).toEqual({}); // a kernel without constants
+  });
+
   it('batchnorm (training): 3 FLOPs an element for the statistics, 4 to normalise, 1 more with the fused ReLU', async () => {
     const ds = await dispatchesOf([[2, 3, 4, 4]], (x) => void batchNorm2d(x, null, null, null, null, { training: true, relu: true }));
     const byEntry = Object.fromEntries(ds.map((d) => [d.entry, d]));

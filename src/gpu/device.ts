@@ -229,7 +229,7 @@ export class Device {
     }
     const [x, y, z] = this.grid(args.workgroups, where);
     if (this.profiler?.full) this.flush();
-    const timestampWrites = this.profiler?.dispatch(shader, entry, args.bindings, [x, y, z], args.cost);
+    const timestampWrites = this.profiler?.dispatch(shader, entry, args.bindings, [x, y, z], args.cost, args.constants);
     if (this.profiler) this.endPass(); // a pass of its own, timed at its start and end
     const pass = this.computePass(timestampWrites);
     pass.setPipeline(pipeline);

@@ -17,6 +17,7 @@ export interface DispatchRecord {
   index: number; // order within the profiled call
   shader: string; // the op family (shaders/<family>.wgsl)
   entry: string; // the kernel's entry point
+  constants: Record<string, number>; // its pipeline's override constants (one pipeline per distinct set)
   phase: Phase;
   module: string; // '' when no module was running (loss terms, optimizer)
   term: string; // loss term or optimizer part ('' elsewhere)
@@ -101,12 +102,13 @@ export class DispatchProfiler {
   }
 
   /** Records one dispatch; returns the timestamp writes its pass must carry (none in wall-clock mode). */
-  dispatch(shader: string, entry: string, bindings: Record<string, BufferLike>, workgroups: [number, number, number], cost?: DispatchCost): GPUComputePassTimestampWrites | undefined {
+  dispatch(shader: string, entry: string, bindings: Record<string, BufferLike>, workgroups: [number, number, number], cost?: DispatchCost, constants: Record<string, number> = {}): GPUComputePassTimestampWrites | undefined {
     const label = currentLabel();
     const record: DispatchRecord = {
       index: this.records.length,
       shader,
       entry,
+      constants,
       phase: label.phase ?? 'forward',
       module: label.module ?? '',
       term: label.term ?? '',
