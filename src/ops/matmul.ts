@@ -265,8 +265,15 @@ export function tileName(t: SubgroupTile): string {
 /**
  * Work of a tile choice in "load-equivalents": the padded output area times the loads each multiply-add costs
  * (per step of k an invocation loads rowGroups values of A and cols values of B for 8 * rowGroups * cols
- * multiply-adds). Loads dominate the cost on every device measured, so this ranks tiles well enough.
+ * multiply-adds), plus the broadcasts: each A value reaches its 8 rows through subgroupBroadcast, one per cols
+ * multiply-adds, at BROADCAST_COST loads each. Loads dominate the cost on every device measured, so this ranks
+ * tiles well enough.
  */
+// A broadcast in load-equivalents, from lavapipe's counts where loads alone ranked wrongly (pw-fwd 64x128x49x128:
+// rg8 c2 103.3M, rg4 c4 90.1M; 64x192x49x128: 154.8M, 135.3M). Anywhere in 0.04-0.1 it changes only those picks
+// among the demo's and hw13-64's 33 GEMM shapes.
+const BROADCAST_COST = 1 / 16;
+
 function tileCost(g: GemmArgs, t: SubgroupTile): number {
   const p = problemParams(g, t.swap);
   const columns = t.fold && canFold(g, t.swap) ? g.batch * p.n : p.n;
@@ -276,7 +283,7 @@ function tileCost(g: GemmArgs, t: SubgroupTile): number {
   const padded = slices * Math.ceil(p.m / tileRows) * tileRows * Math.ceil(columns / tileCols) * tileCols;
   const vec = t.vec ? vecLoads(g, t) : null; // a vec4 load fetches 4 steps of k (A, B along k) or 4 columns (B along n)
   const loads = t.rowGroups / (vec?.a ? 4 : 1) + t.cols / (vec?.b ? 4 : 1);
-  return (padded * loads) / (tileRows * t.cols);
+  return (padded * loads) / (tileRows * t.cols) + (padded * BROADCAST_COST) / t.cols;
 }
 
 function gridFits(g: GemmArgs, t: SubgroupTile, maxGrid: number): boolean {
