@@ -1,11 +1,12 @@
-// The first training step of a workload (bench/workloads.ts), profiled: where a driver compiles each pipeline at
-// its first dispatch (lavapipe does), that dispatch's time is mostly the compile. Prints every pipeline (shader,
-// entry point, override constants) by the time of its first dispatch, slowest first, and the totals per family.
+// The first training step of a workload (bench/workloads.ts, the step bench:train times), profiled: where a driver
+// compiles each pipeline at its first dispatch (lavapipe does), that dispatch's time is mostly the compile. Prints
+// every pipeline (shader, entry point, override constants) by the time of its first dispatch, slowest first, and
+// the totals per family.
 // Run it on a cold shader cache to see what a fresh machine pays before training starts:
 //   MESA_SHADER_CACHE_DISABLE=true npx tsx bench/cold-start.ts demo [--top 20]
-import { Device, SHIPPED_TEACHER, scope, startProfile } from '../src/index.js';
+import { Device, SHIPPED_TEACHER, startProfile } from '../src/index.js';
 import { parseFlags } from '../src/cli/args.js';
-import { WORKLOADS, buildWorkload } from './workloads.js';
+import { WORKLOADS, buildWorkload, trainStep } from './workloads.js';
 
 const [name = 'demo', ...rest] = process.argv.slice(2);
 const flags = parseFlags(rest, { top: 'number' }, 'bench/cold-start');
@@ -14,15 +15,7 @@ if (!spec) throw new Error(`bench/cold-start: unknown workload ${name} (known: $
 const dev = await Device.open();
 const w = await buildWorkload(spec, SHIPPED_TEACHER.outputs);
 const session = startProfile(dev);
-await scope(async () => {
-  const features = w.model.forwardFeatures(w.x);
-  const terms = w.recipe.compute(features, w.y, w.teacher);
-  terms.total.backward();
-  w.optimizer.clipGradNorm(10);
-  w.optimizer.step();
-  w.optimizer.zeroGrad();
-  await dev.read([terms.total]);
-});
+await trainStep(dev, w);
 const step = await session.stop();
 
 const firstMs = new Map<string, number>(); // pipeline -> its first dispatch, ms

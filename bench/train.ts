@@ -8,7 +8,7 @@ import { Device, PROFILING_DAWN_FLAGS, SHIPPED_TEACHER, formatReport, instrument
 import { parseFlags } from '../src/cli/args.js';
 import { median, roofline } from '../src/profile/roofline.js';
 import { mainThreadCpuMs } from '../src/gpu/profiler.js';
-import { WORKLOADS, buildWorkload, type Workload, type WorkloadSpec } from './workloads.js';
+import { WORKLOADS, buildWorkload, trainStep, type Workload, type WorkloadSpec } from './workloads.js';
 
 const USAGE = `npm run bench:train [-- --json] [--steps 10] [--workloads demo,hw13-64,hw13-224] [--python /usr/bin/python3] [--no-torch]
                     [--profile]   (instead of timing: wgkd profile's report of one step of each workload)`;
@@ -34,22 +34,6 @@ interface Result {
   submitsPerStep?: number;
   hostCpuMsPerStep?: number; // main-thread CPU per training step (recording + waiting)
   loss?: number;
-}
-
-/** One training step, as src/train/step.ts runs it: forward, recipe, backward, clip, update, the non-finite
- * check, zeroing the gradients, one readback (loss, logits, check counts). */
-async function trainStep(dev: Device, w: Workload): Promise<number> {
-  return scope(async () => {
-    const features = w.model.forwardFeatures(w.x);
-    const terms = w.recipe.compute(features, w.y, w.teacher);
-    terms.total.backward();
-    w.optimizer.clipGradNorm(10);
-    w.optimizer.step();
-    const health = w.optimizer.nonFiniteCounts();
-    w.optimizer.zeroGrad();
-    const [total] = await dev.read([terms.total, features.logits, health]);
-    return new Float32Array(total)[0];
-  });
 }
 
 async function inferStep(dev: Device, w: Workload): Promise<void> {

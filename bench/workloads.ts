@@ -2,8 +2,8 @@
 // API: a student, a KD recipe, an optimiser, and one batch of inputs with its teacher outputs.
 import {
   AdaptiveAvgPool2d, AdamW, Adam, BatchNorm2d, Classifier, Conv2d, DataLoader, DepthwiseSeparable, Linear, MaxPool2d,
-  ReLU, Recipe, Sequential, Tensor, createModel, keep, openDataset, openTeacherOutputs, parseRecipe, rng,
-  type Features, type Optimizer, type RecipeConfig, type TeacherTensors,
+  ReLU, Recipe, Sequential, Tensor, createModel, keep, openDataset, openTeacherOutputs, parseRecipe, rng, scope,
+  type Device, type Features, type Optimizer, type RecipeConfig, type TeacherTensors,
 } from '../src/index.js';
 
 /**
@@ -132,4 +132,20 @@ export async function buildWorkload(spec: WorkloadSpec, teacherPath: string): Pr
       embedding: keep(Tensor.fromArray(data.embedding, [spec.batch, spec.teacherDim])),
     },
   };
+}
+
+/** One training step, as src/train/step.ts runs it: forward, recipe, backward, clip, update, the non-finite
+ * check, zeroing the gradients, one readback (loss, logits, check counts). */
+export async function trainStep(dev: Device, w: Workload): Promise<number> {
+  return scope(async () => {
+    const features = w.model.forwardFeatures(w.x);
+    const terms = w.recipe.compute(features, w.y, w.teacher);
+    terms.total.backward();
+    w.optimizer.clipGradNorm(10);
+    w.optimizer.step();
+    const health = w.optimizer.nonFiniteCounts();
+    w.optimizer.zeroGrad();
+    const [total] = await dev.read([terms.total, features.logits, health]);
+    return new Float32Array(total)[0];
+  });
 }
