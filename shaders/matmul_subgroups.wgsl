@@ -70,9 +70,9 @@ fn vec_column(wg: vec3<u32>, lid: u32, j: u32) -> u32 {
 }
 
 // Where an invocation's columns and rows start. Column j: its batch, its index within the batch, and B's element
-// for k = 0; A's element for k = 0 of this lane's row in each group of 8 rows (a_batch = 0 when folding). Out-of-range
-// rows and columns read a clamped (valid) address and are dropped at the store; along n (B_VEC == 1) the 4 columns
-// stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
+// for k = 0; A's element for k = 0 of this lane's row in each group of 8 rows (a_batch = 0 when folding).
+// Out-of-range rows and columns read a clamped (valid) address and are dropped at the store; along n (B_VEC == 1)
+// the 4 columns stay one aligned vec4 (n % 4 == 0, so they never straddle two batches).
 struct TileStart { col_batch: array<u32, 4>, col_at: array<u32, 4>, b_at: array<u32, 4>, a_at: array<u32, 8> }
 
 fn tile_start(wg: vec3<u32>, lid: u32, lane: u32, row0: u32, columns: u32, a_row: u32, b_col: u32) -> TileStart {
